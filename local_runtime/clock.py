@@ -1,0 +1,226 @@
+"""The virtual clock: one simulated time for workflows, handlers and faults.
+
+Step Functions runs branches of a Map or Parallel concurrently, so a single
+global counter would add up sleeps that overlap in reality. Each thread
+therefore owns a *cursor* on the timeline:
+
+* a thread started while the clock runs begins at its parent's time;
+* ``sleep`` moves the thread's cursor and, because a parent waits for its
+  branches, pulls every waiting ancestor up to at least that time (join =
+  max), so a Map of three items that each back off 4 s takes 4 s, not 12 s;
+* a *detached* cursor (an execution started in the background) never pulls
+  its starter forward: the two run side by side.
+
+Handler code reads this clock through ``time.time()``, ``datetime.now()``
+(time-machine patches them at the C level), ``time.sleep`` and
+``time.monotonic`` (patched as module attributes while the clock is
+installed). Real waits inside the interpreter (``threading.Event``) keep
+using the real monotonic clock, which the patch does not touch.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import time_machine
+
+__all__ = ["LambdaTimeoutInterrupt", "VirtualClock"]
+
+_real_sleep = time.sleep
+_real_monotonic = time.monotonic
+
+
+class LambdaTimeoutInterrupt(BaseException):  # noqa: N818 - not an error of the handler's making
+    """Raised inside a handler whose virtual time passed its function Timeout.
+
+    A ``BaseException`` so that a handler's ``except Exception`` cannot swallow
+    it: on AWS the sandbox is frozen at the deadline, nothing after it runs.
+    """
+
+
+@dataclass(eq=False)
+class _Cursor:
+    now: float
+    parent: _Cursor | None = None
+    deadlines: list[float] = field(default_factory=list)
+
+
+class VirtualClock:
+    """Simulated wall clock shared by everything the runtime executes."""
+
+    def __init__(self, start: float | datetime | None = None, seed: int | None = None) -> None:
+        if isinstance(start, datetime):
+            start = start.timestamp()
+        if start is None:
+            start = float(int(time.time()))
+        self._lock = threading.RLock()
+        self._root = _Cursor(now=float(start))
+        self._local = threading.local()
+        self._started_at = float(start)
+        #: Jitter and fault probabilities draw from here, so a seed replays a run.
+        self.random = random.Random(seed)
+        self._installed = 0
+        self._traveller: Any = None
+        self._travel: Any = None
+        self._saved: dict[str, Any] = {}
+
+    # -- reading -------------------------------------------------------------
+    def _cursor(self) -> _Cursor:
+        cursor: _Cursor | None = getattr(self._local, "cursor", None)
+        return cursor if cursor is not None else self._root
+
+    def now(self) -> float:
+        """Seconds since the epoch on the calling thread's timeline."""
+        return self._cursor().now
+
+    def now_datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.now(), tz=UTC)
+
+    def monotonic(self) -> float:
+        return self.now() - self._started_at
+
+    @property
+    def elapsed(self) -> float:
+        """Virtual seconds since the clock was created, on the main timeline."""
+        return self._root.now - self._started_at
+
+    # -- moving ----------------------------------------------------------------
+    def sleep(self, seconds: float) -> None:
+        """Advance the caller's timeline; never waits in real time.
+
+        Inside a Lambda invocation the sandbox deadline is honoured: sleeping
+        past it stops the handler there with :class:`LambdaTimeoutInterrupt`.
+        """
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        cursor = self._cursor()
+        with self._lock:
+            target = cursor.now + seconds
+            interrupted = False
+            if cursor.deadlines and target > cursor.deadlines[-1]:
+                target = max(cursor.now, cursor.deadlines[-1])
+                interrupted = True
+            self._move(cursor, target)
+        # Yield the GIL, as a real sleep would, so busy-polling loops let others run.
+        _real_sleep(0)
+        if interrupted:
+            raise LambdaTimeoutInterrupt(f"deadline reached after {target - self._started_at:.3f}s")
+
+    advance = sleep
+
+    def advance_to(self, when: float | datetime) -> None:
+        if isinstance(when, datetime):
+            when = when.timestamp()
+        with self._lock:
+            cursor = self._cursor()
+            if when > cursor.now:
+                self._move(cursor, when)
+
+    def _move(self, cursor: _Cursor, target: float) -> None:
+        cursor.now = target
+        parent = cursor.parent
+        while parent is not None and parent.now < target:
+            parent.now = target
+            parent = parent.parent
+
+    # -- threads ---------------------------------------------------------------
+    def fork(self, *, detached: bool = False) -> _Cursor:
+        """A cursor for a new thread, starting at the caller's time."""
+        parent = self._cursor()
+        return _Cursor(now=parent.now, parent=None if detached else parent)
+
+    @contextmanager
+    def bound(self, cursor: _Cursor) -> Iterator[_Cursor]:
+        previous = getattr(self._local, "cursor", None)
+        self._local.cursor = cursor
+        try:
+            yield cursor
+        finally:
+            self._local.cursor = previous
+
+    @contextmanager
+    def branch(self) -> Iterator[_Cursor]:
+        """Run a block on a private timeline that does not move this thread's.
+
+        Used for TimeoutSeconds: the work runs to completion (on AWS a Lambda
+        keeps running after the state gives up), and the caller then decides
+        how much of that time it actually waited.
+        """
+        with self.bound(_Cursor(now=self.now())) as cursor:
+            yield cursor
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[float]:
+        """Within the block, sleeping past ``now + seconds`` interrupts the thread."""
+        cursor = self._cursor()
+        when = cursor.now + seconds
+        cursor.deadlines.append(when)
+        try:
+            yield when
+        finally:
+            cursor.deadlines.pop()
+
+    def wrap_thread_target(self, target: Callable[..., Any], *, detached: bool) -> Callable[..., Any]:
+        cursor = self.fork(detached=detached)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self.bound(cursor):
+                return target(*args, **kwargs)
+
+        return run
+
+    # -- process-wide installation --------------------------------------------
+    def install(self) -> None:
+        """Route ``time``/``datetime`` of the whole process to this clock."""
+        with self._lock:
+            self._installed += 1
+            if self._installed > 1:
+                return
+            self._travel = time_machine.travel(self._root.now, tick=False)
+            self._traveller = self._travel.start()
+            # time-machine's C patches ask the active traveller for the time;
+            # answering per thread is what makes Map branches overlap.
+            self._traveller.time_ns = lambda: int(self.now() * 1_000_000_000)
+            self._saved = {"sleep": time.sleep, "monotonic": time.monotonic}
+            time.sleep = self.sleep
+            time.monotonic = self.monotonic
+
+    def uninstall(self) -> None:
+        with self._lock:
+            if self._installed == 0:
+                return
+            self._installed -= 1
+            if self._installed:
+                return
+            time.sleep = self._saved["sleep"]
+            time.monotonic = self._saved["monotonic"]
+            self._travel.stop()
+            self._travel = None
+            self._traveller = None
+
+    @property
+    def installed(self) -> bool:
+        return self._installed > 0
+
+    def __enter__(self) -> VirtualClock:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
+
+
+def real_sleep(seconds: float) -> None:
+    """Sleep in real time even while a virtual clock is installed."""
+    _real_sleep(seconds)
+
+
+def real_monotonic() -> float:
+    return _real_monotonic()

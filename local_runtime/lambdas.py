@@ -1,0 +1,188 @@
+"""Lambda handlers run in-process, one isolated module namespace per function.
+
+On AWS every function has its own sandbox: its CodeUri at ``/var/task``, its
+layers under ``/opt/python``, its own module globals (warm caches, clients,
+breakers). Here each function is imported once (the cold start) with its
+code and layers first on ``sys.path``; the modules that import creates are
+then moved out of ``sys.modules`` into the function's own namespace, so two
+functions that each have an ``app.py`` (or a layer module with module-level
+state) never share or overwrite each other's modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
+from local_runtime.environ import ThreadEnviron
+
+__all__ = ["FunctionSpec", "Invocation", "LambdaContext", "LocalFunction"]
+
+# Imports change sys.path and sys.modules for the whole process: one at a time.
+_IMPORT_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the template says about one function (Globals merged)."""
+
+    logical_id: str
+    function_name: str
+    handler: str
+    code_dir: Path
+    layer_dirs: tuple[Path, ...]
+    timeout: int
+    memory: int
+    environment: Mapping[str, str]
+    arn: str
+
+
+class LambdaContext:
+    """The ``context`` argument, with remaining time on the virtual clock."""
+
+    def __init__(self, spec: FunctionSpec, clock: VirtualClock, deadline: float) -> None:
+        self.function_name = spec.function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = spec.arn
+        self.memory_limit_in_mb = spec.memory
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{spec.function_name}"
+        self.log_stream_name = f"local/[$LATEST]{self.aws_request_id.replace('-', '')}"
+        self.identity = None
+        self.client_context = None
+        self._clock = clock
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - self._clock.now()) * 1000))
+
+
+@dataclass
+class Invocation:
+    """One finished invocation: what AWS would return, plus timing."""
+
+    function: str
+    request_id: str
+    payload: Any
+    error_type: str | None = None
+    error_message: str | None = None
+    started_at: float = 0.0
+    duration: float = 0.0
+    cold_start: bool = False
+
+    @property
+    def errored(self) -> bool:
+        return self.error_type is not None
+
+    def response_payload(self) -> str:
+        return json.dumps(self.payload, default=str)
+
+
+@dataclass
+class LocalFunction:
+    """One function's warm sandbox: its modules and its handler."""
+
+    spec: FunctionSpec
+    clock: VirtualClock
+    _handler: Callable[[Any, Any], Any] | None = None
+    _modules: dict[str, ModuleType] = field(default_factory=dict)
+    invocations: list[Invocation] = field(default_factory=list)
+
+    @property
+    def roots(self) -> list[Path]:
+        # Layer content is built into /opt/python; unbuilt, its ContentUri is the package root.
+        return [self.spec.code_dir, *self.spec.layer_dirs]
+
+    def _load(self) -> Callable[[Any, Any], Any]:
+        module_name, _, attr = self.spec.handler.rpartition(".")
+        if not module_name:
+            raise ValueError(f"{self.spec.logical_id}: Handler must be 'module.function', got {self.spec.handler!r}")
+        roots = [str(p.resolve()) for p in self.roots]
+        with _IMPORT_LOCK, self._environment():
+            before = dict(sys.modules)
+            shadowed = {name: mod for name, mod in before.items() if _is_under(mod, roots)}
+            for name in shadowed:
+                del sys.modules[name]
+            saved_path = list(sys.path)
+            sys.path[:0] = roots
+            try:
+                module = importlib.import_module(module_name)
+                handler = getattr(module, attr)
+            finally:
+                sys.path[:] = saved_path
+                # Move this function's modules into its own namespace, and put
+                # back whatever another function (or the test) had loaded.
+                for name, mod in list(sys.modules.items()):
+                    if _is_under(mod, roots):
+                        self._modules[name] = mod
+                        del sys.modules[name]
+                sys.modules.update(shadowed)
+        if not callable(handler):
+            raise TypeError(f"{self.spec.handler} is not callable")
+        return handler  # type: ignore[no-any-return]
+
+    def _environment(self) -> AbstractContextManager[None]:
+        """The function's environment variables, seen only by the invoking thread."""
+        variables = {k: str(v) for k, v in self.spec.environment.items()}
+        variables.update(
+            AWS_LAMBDA_FUNCTION_NAME=self.spec.function_name,
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(self.spec.memory),
+            AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+            AWS_EXECUTION_ENV="AWS_Lambda_python3.13",
+            LAMBDA_TASK_ROOT=str(self.spec.code_dir),
+        )
+        return ThreadEnviron.overlay(variables)
+
+    def invoke(self, event: Any) -> Invocation:
+        cold = self._handler is None
+        if self._handler is None:
+            self._handler = self._load()
+        start = self.clock.now()
+        deadline = start + self.spec.timeout
+        context = LambdaContext(self.spec, self.clock, deadline)
+        invocation = Invocation(self.spec.logical_id, context.aws_request_id, None, started_at=start, cold_start=cold)
+        try:
+            with self._environment(), self.clock.deadline(self.spec.timeout):
+                invocation.payload = self._handler(event, context)
+            json.dumps(invocation.payload, default=str)
+        except LambdaTimeoutInterrupt:
+            invocation.error_type = "Sandbox.Timedout"
+            invocation.error_message = (
+                f"RequestId: {context.aws_request_id} Error: Task timed out after {self.spec.timeout:.2f} seconds"
+            )
+            invocation.payload = {"errorType": invocation.error_type, "errorMessage": invocation.error_message}
+        except Exception as exc:  # noqa: BLE001 - every handler failure is reported, as the Lambda runtime does
+            invocation.error_type = type(exc).__name__
+            invocation.error_message = str(exc)
+            invocation.payload = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "requestId": context.aws_request_id,
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+        invocation.duration = self.clock.now() - start
+        self.invocations.append(invocation)
+        return invocation
+
+
+def _is_under(module: ModuleType | None, roots: list[str]) -> bool:
+    location = getattr(module, "__file__", None)
+    if not location:
+        paths = getattr(module, "__path__", None)
+        location = next(iter(paths), None) if paths is not None else None
+    if not location:
+        return False
+    location = str(Path(location).resolve())
+    return any(location == root or location.startswith(root + os.sep) for root in roots)

@@ -1,0 +1,483 @@
+"""The offline stack: the template's resources in moto, handlers in-process.
+
+    with LocalRuntime("template.yaml", faults=[{"service": "dynamodb", "throttle": True, "count": 2}]) as rt:
+        result = rt.run("RetryFlow", {"key": "k1"})
+        print(result.status, result.trace().rows)
+
+Everything runs against moto (``mock_aws`` with its ASL interpreter) under
+fake credentials, so no call can reach a real account.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import uuid
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from local_runtime import seams
+from local_runtime.clock import VirtualClock
+from local_runtime.environ import ThreadEnviron
+from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rules, request_resources
+from local_runtime.lambdas import Invocation, LocalFunction
+from local_runtime.template import ACCOUNT_ID, LocalTemplate, StateMachineSpec, TemplateError
+from local_runtime.trace import Trace
+from local_runtime.websockets import ConnectionRegistry
+
+__all__ = ["ExecutionResult", "LocalRuntime", "fake_aws_environment"]
+
+_LAMBDA_ROLE = "bw-local-lambda-role"
+_STATES_ROLE = "bw-local-states-role"
+
+#: Set before anything creates a boto3 session, so no call can find real credentials.
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "POWERTOOLS_DEV": "false",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+def fake_aws_environment(region: str = "us-east-1") -> None:
+    for key, value in FAKE_AWS_ENV.items():
+        os.environ[key] = value
+    os.environ["AWS_DEFAULT_REGION"] = region
+    os.environ["AWS_REGION"] = region
+    os.environ.pop("AWS_PROFILE", None)
+
+
+@dataclass
+class ExecutionResult:
+    """A finished execution, as DescribeExecution + GetExecutionHistory show it."""
+
+    arn: str
+    name: str
+    state_machine: str
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    cause: str | None
+    start: datetime
+    stop: datetime | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    definition: dict[str, Any] = field(default_factory=dict)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+    @property
+    def duration(self) -> float:
+        return (self.stop - self.start).total_seconds() if self.stop else 0.0
+
+    def trace(self) -> Trace:
+        return Trace.from_result(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "executionArn": self.arn,
+            "name": self.name,
+            "stateMachine": self.state_machine,
+            "status": self.status,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "cause": self.cause,
+            "startDate": self.start.isoformat(),
+            "stopDate": self.stop.isoformat() if self.stop else None,
+            "events": self.events,
+            "definition": self.definition,
+            "faults": self.faults,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExecutionResult:
+        return cls(
+            arn=data["executionArn"],
+            name=data["name"],
+            state_machine=data["stateMachine"],
+            status=data["status"],
+            input=data.get("input"),
+            output=data.get("output"),
+            error=data.get("error"),
+            cause=data.get("cause"),
+            start=datetime.fromisoformat(data["startDate"]),
+            stop=datetime.fromisoformat(data["stopDate"]) if data.get("stopDate") else None,
+            events=list(data.get("events") or []),
+            definition=dict(data.get("definition") or {}),
+            faults=list(data.get("faults") or []),
+        )
+
+
+class LocalRuntime:
+    """The template's stack, offline, on one virtual clock."""
+
+    def __init__(
+        self,
+        template: str | Path = "template.yaml",
+        *,
+        parameters: Mapping[str, str] | None = None,
+        faults: str | Path | Iterable[FaultRule | Mapping[str, Any]] | None = None,
+        clock: VirtualClock | None = None,
+        seed: int | None = 0,
+        region: str = "us-east-1",
+    ) -> None:
+        self.template_path = Path(template)
+        self.parameters = dict(parameters or {})
+        self.region = region
+        self.clock = clock or VirtualClock(seed=seed)
+        self.faults = FaultInjector()
+        if faults is not None:
+            rules = load_fault_rules(faults) if isinstance(faults, (str, Path)) else list(faults)
+            self.faults.extend(rules)
+        self.connections = ConnectionRegistry(self.clock.now)
+        self.template: LocalTemplate
+        self.functions: dict[str, LocalFunction] = {}
+        self._mock: Any = None
+        self._clients: dict[str, Any] = {}
+        self._started = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> LocalRuntime:
+        if self._started:
+            return self
+        fake_aws_environment(self.region)
+        self.template = LocalTemplate.load(self.template_path, parameter_overrides=self.parameters, region=self.region)
+        from moto import mock_aws
+
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        seams.activate(self)
+        self.clock.install()
+        ThreadEnviron.install()
+        self._started = True
+        try:
+            self._provision()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        ThreadEnviron.uninstall()
+        self.clock.uninstall()
+        seams.deactivate(self)
+        self._mock.stop()
+        self._clients.clear()
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- clients -----------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        """A boto3 client on the local stack (created once per runtime)."""
+        import boto3
+
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service, region_name=self.region)
+            return self._clients[service]
+
+    def management_api(self, endpoint: str = "https://local.execute-api.us-east-1.amazonaws.com/local") -> Any:
+        import boto3
+
+        return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, region_name=self.region)
+
+    # -- provisioning --------------------------------------------------------------
+    def _provision(self) -> None:
+        iam = self.client("iam")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+        for role in (_LAMBDA_ROLE, _STATES_ROLE):
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+        self._create_tables()
+        self._create_buckets()
+        self._create_secrets()
+        self._create_queues()
+        self._create_functions()
+        self._create_state_machines()
+
+    def _create_tables(self) -> None:
+        ddb = self.client("dynamodb")
+        for logical_id, resource in self.template.of_type("AWS::DynamoDB::Table").items():
+            props = resource.get("Properties") or {}
+            kwargs: dict[str, Any] = {
+                "TableName": logical_id,
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "KeySchema": props["KeySchema"],
+                "BillingMode": props.get("BillingMode", "PROVISIONED"),
+            }
+            if kwargs["BillingMode"] == "PROVISIONED":
+                kwargs["ProvisionedThroughput"] = props.get(
+                    "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+                )
+            for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+                if props.get(key):
+                    kwargs[key] = props[key]
+            ddb.create_table(**kwargs)
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl and str(ttl.get("Enabled")).lower() == "true":
+                ddb.update_time_to_live(
+                    TableName=logical_id,
+                    TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+                )
+        for logical_id, resource in self.template.of_type("AWS::Serverless::SimpleTable").items():
+            key = (resource.get("Properties") or {}).get("PrimaryKey") or {"Name": "id", "Type": "String"}
+            short = {"String": "S", "Number": "N", "Binary": "B"}.get(key.get("Type", "String"), "S")
+            ddb.create_table(
+                TableName=logical_id,
+                AttributeDefinitions=[{"AttributeName": key["Name"], "AttributeType": short}],
+                KeySchema=[{"AttributeName": key["Name"], "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+
+    def _create_buckets(self) -> None:
+        s3 = self.client("s3")
+        for logical_id in self.template.of_type("AWS::S3::Bucket"):
+            s3.create_bucket(Bucket=logical_id.lower())
+
+    def _create_secrets(self) -> None:
+        secrets = self.client("secretsmanager")
+        for logical_id, resource in self.template.of_type("AWS::SecretsManager::Secret").items():
+            props = resource.get("Properties") or {}
+            value = props.get("SecretString")
+            if not isinstance(value, str):
+                # GenerateSecretString: a fresh random value, as CloudFormation would make.
+                value = uuid.uuid4().hex + uuid.uuid4().hex
+            secrets.create_secret(Name=logical_id, SecretString=value)
+
+    def _create_queues(self) -> None:
+        sqs = self.client("sqs")
+        for logical_id, resource in self.template.of_type("AWS::SQS::Queue").items():
+            attributes = {
+                k: str(v)
+                for k, v in (resource.get("Properties") or {}).items()
+                if k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "FifoQueue")
+            }
+            name = logical_id + (".fifo" if attributes.get("FifoQueue") == "True" else "")
+            sqs.create_queue(QueueName=name, Attributes=attributes)
+
+    def _create_functions(self) -> None:
+        lam = self.client("lambda")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("README.txt", "handlers run in-process by the breakwater local runtime")
+        role = f"arn:aws:iam::{ACCOUNT_ID}:role/{_LAMBDA_ROLE}"
+        for logical_id, spec in self.template.functions.items():
+            lam.create_function(
+                FunctionName=spec.function_name,
+                Runtime="python3.13",
+                Role=role,
+                Handler=spec.handler,
+                Code={"ZipFile": buffer.getvalue()},
+                Timeout=spec.timeout,
+                MemorySize=spec.memory,
+                Environment={"Variables": dict(spec.environment)},
+            )
+            self.functions[logical_id] = LocalFunction(spec, self.clock)
+
+    def _create_state_machines(self) -> None:
+        sfn = self.client("stepfunctions")
+        role = f"arn:aws:iam::{ACCOUNT_ID}:role/{_STATES_ROLE}"
+        for spec in self.template.state_machines.values():
+            sfn.create_state_machine(
+                name=spec.name, definition=json.dumps(spec.definition), roleArn=role, type=spec.type
+            )
+
+    # -- Lambda ------------------------------------------------------------------------
+    def function(self, name: str) -> LocalFunction:
+        spec = self.template.function(name)
+        return self.functions[spec.logical_id]
+
+    def invoke(self, name: str, event: Any = None) -> Invocation:
+        """Run one handler, as ``sam local invoke`` does."""
+        return self.function(name).invoke({} if event is None else event)
+
+    def invoke_in_process(self, function_name: str, event: str | Any) -> tuple[str, bool, str]:
+        """moto's Lambda invoke, answered by the handler itself (seam)."""
+        payload = json.loads(event) if isinstance(event, str) else event
+        invocation = self.function(function_name).invoke({} if payload is None else payload)
+        return invocation.response_payload(), invocation.errored, ""
+
+    # -- faults -------------------------------------------------------------------------
+    def decide_fault(self, *, service: str, operation: str, body: Any, url: str) -> Fault | None:
+        if not self.faults.rules:
+            return None
+        return self.faults.decide(
+            service, operation, request_resources(body, url), self.clock.random.random, self.clock.now()
+        )
+
+    # -- Step Functions -----------------------------------------------------------------------
+    def _backend(self) -> Any:
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        return stepfunctions_parser_backends[ACCOUNT_ID][self.region]
+
+    def start_execution(self, state_machine: str, input: Any = None, *, name: str | None = None) -> str:
+        spec = self.template.state_machine(state_machine)
+        name = name or f"{spec.logical_id}-{uuid.uuid4().hex[:12]}"
+        response = self.client("stepfunctions").start_execution(
+            stateMachineArn=spec.arn, name=name, input=json.dumps({} if input is None else input)
+        )
+        return str(response["executionArn"])
+
+    def wait(self, execution_arn: str, timeout: float = 300.0) -> ExecutionResult:
+        """Wait (in real time, bounded) for an execution and collect its history."""
+        execution = self._backend().describe_execution(execution_arn)
+        thread: threading.Thread | None = getattr(execution.exec_worker, "_bw_thread", None)
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"{execution_arn} still running after {timeout}s of real time")
+        if execution.stop_date is not None:
+            self.clock.advance_to(execution.stop_date)
+        return self.describe(execution_arn)
+
+    def run(
+        self, state_machine: str, input: Any = None, *, name: str | None = None, timeout: float = 300.0
+    ) -> ExecutionResult:
+        """Start an execution and wait for it: the offline ``StartExecution`` + console view."""
+        return self.wait(self.start_execution(state_machine, input, name=name), timeout)
+
+    def describe(self, execution_arn: str) -> ExecutionResult:
+        sfn = self.client("stepfunctions")
+        described = sfn.describe_execution(executionArn=execution_arn)
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn}
+        while True:
+            page = sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+        spec = self.template.state_machine(described["stateMachineArn"])
+        return ExecutionResult(
+            arn=execution_arn,
+            name=described["name"],
+            state_machine=spec.logical_id,
+            status=described["status"],
+            input=_maybe_json(described.get("input")),
+            output=_maybe_json(described.get("output")),
+            error=described.get("error"),
+            cause=described.get("cause"),
+            start=described["startDate"],
+            stop=described.get("stopDate"),
+            events=[_jsonable(e) for e in events],
+            definition=spec.definition,
+            faults=[f for f in self.faults.log if _within(f["at"], described["startDate"], described.get("stopDate"))],
+        )
+
+    def start_sync_execution(self, state_machine: str, input: Any = None, *, name: str | None = None) -> dict[str, Any]:
+        """StartSyncExecution for EXPRESS workflows, as AWS answers it."""
+        spec = self.template.state_machine(state_machine)
+        response = self.client("stepfunctions").start_sync_execution(
+            stateMachineArn=spec.arn, name=name or uuid.uuid4().hex, input=json.dumps({} if input is None else input)
+        )
+        return dict(response)
+
+    def handle_sync_states(self, request: Any) -> tuple[int, dict[str, str], str]:
+        """The ``sync-states`` endpoint moto does not serve (seam)."""
+        from moto.stepfunctions.parser.backend.execution import SyncExecution
+
+        target = request.headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else str(target)
+        headers = {"Content-Type": "application/x-amz-json-1.0"}
+        if not target.endswith("StartSyncExecution"):
+            return 400, headers, json.dumps({"__type": "UnknownOperationException", "message": target})
+        body = json.loads(request.body or b"{}")
+        try:
+            spec = self.template.state_machine(body.get("stateMachineArn", ""))
+        except TemplateError:
+            return 400, headers, json.dumps({"__type": "StateMachineDoesNotExist", "message": "State Machine Does Not Exist"})
+        if spec.type != "EXPRESS":
+            return 400, headers, json.dumps(
+                {"__type": "StateMachineTypeNotSupported", "message": "This operation is not supported by this type of state machine"}
+            )
+        backend = self._backend()
+        state_machine = backend.describe_state_machine(spec.arn)
+        name = body.get("name") or uuid.uuid4().hex
+        input_data = body.get("input") or "{}"
+        try:
+            json.loads(input_data)
+        except ValueError:
+            return 400, headers, json.dumps({"__type": "InvalidExecutionInput", "message": "Invalid input JSON"})
+        arn = f"arn:aws:states:{self.region}:{ACCOUNT_ID}:express:{state_machine.name}:{name}:{uuid.uuid4()}"
+        execution = SyncExecution(
+            name=name,
+            sm_type=state_machine.sm_type,
+            role_arn=state_machine.roleArn,
+            exec_arn=arn,
+            account_id=ACCOUNT_ID,
+            region_name=self.region,
+            state_machine=state_machine,
+            start_date=self.clock.now_datetime(),
+            cloud_watch_logging_session=None,
+            input_data=input_data,
+            trace_header=None,
+            activity_store={},
+        )
+        state_machine.executions.append(execution)
+        execution.start()
+        output = execution.to_start_sync_execution_output()
+        return 200, headers, json.dumps(_jsonable(dict(output)))
+
+    # -- data ---------------------------------------------------------------------------------
+    def items(self, table: str) -> list[dict[str, Any]]:
+        """Every item of a table, as plain Python values (for tests and the demo)."""
+        from boto3.dynamodb.types import TypeDeserializer
+
+        deserializer = TypeDeserializer()
+        ddb = self.client("dynamodb")
+        found: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": table}
+        while True:
+            page = ddb.scan(**kwargs)
+            found.extend({k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _within(at: float, start: datetime, stop: datetime | None) -> bool:
+    return start.timestamp() - 1e-6 <= at and (stop is None or at <= stop.timestamp() + 1e-6)
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,454 @@
+"""Every place where the runtime hooks into moto and botocore, in one module.
+
+moto interprets ASL but runs Lambda in Docker, sleeps in real time, and has
+no StartSyncExecution; botocore talks to moto through its ``before-send``
+stubber. Each hook below names the private attribute it replaces. moto is
+pinned to one exact version in ``pyproject.toml``; :func:`verify_seams`
+checks that every seam still exists and fails loudly, naming the one that
+moved, so an upgrade cannot silently fall back to real sleeps or Docker.
+
+The hooks are installed once per process and dispatch to the *active*
+runtime (moto's mock is process-wide too, so only one runtime is active at
+a time). With no active runtime they behave exactly like the originals.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import importlib
+import json
+import pkgutil
+import threading
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local_runtime.runtime import LocalRuntime
+
+__all__ = ["SeamMissingError", "activate", "deactivate", "install_seams", "verify_seams"]
+
+
+class SeamMissingError(RuntimeError):
+    """A private moto/botocore attribute the runtime relies on has moved."""
+
+
+#: (module, attribute path) of every seam, for verify_seams().
+SEAMS: tuple[tuple[str, str], ...] = (
+    ("botocore.endpoint", "Endpoint._do_get_response"),
+    ("moto.core.botocore_stubber", "BotocoreStubber.__call__"),
+    ("moto.awslambda.models", "LambdaFunction._invoke_lambda"),
+    ("moto.apigatewaymanagementapi.models", "ApiGatewayManagementApiBackend.post_to_connection"),
+    ("moto.apigatewaymanagementapi.models", "ApiGatewayManagementApiBackend.get_connection"),
+    ("moto.apigatewaymanagementapi.models", "ApiGatewayManagementApiBackend.delete_connection"),
+    ("moto.stepfunctions.parser.asl.component.state.exec.execute_state", "ExecutionState._evaluate_with_timeout"),
+    ("moto.stepfunctions.parser.asl.component.state.exec.execute_state", "ExecutionState._eval_execution"),
+    ("moto.stepfunctions.parser.asl.component.common.retry.retrier_decl", "time.sleep"),
+    ("moto.stepfunctions.parser.asl.component.common.retry.jitter_strategy_decl", "random.uniform"),
+    ("moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function", "WaitFunction._wait_interval"),
+    ("moto.stepfunctions.parser.asl.eval.event.event_manager", "EventManager._history_event_list"),
+    ("moto.stepfunctions.parser.backend.execution_worker", "ExecutionWorker._execution_logic"),
+    ("moto.stepfunctions.parser.backend.execution", "SyncExecution.to_start_sync_execution_output"),
+    ("moto.stepfunctions.parser.asl.utils.boto_client", "boto_client_for"),
+)
+
+_active: LocalRuntime | None = None
+_installed = False
+_install_lock = threading.Lock()
+_local = threading.local()
+
+
+def active() -> LocalRuntime | None:
+    return _active
+
+
+def activate(runtime: LocalRuntime) -> None:
+    global _active
+    if _active is not None and _active is not runtime:
+        raise RuntimeError("another LocalRuntime is active in this process; stop it first")
+    install_seams()
+    _active = runtime
+
+
+def deactivate(runtime: LocalRuntime) -> None:
+    global _active
+    if _active is runtime:
+        _active = None
+
+
+def _resolve(module_name: str, path: str) -> Any:
+    module = importlib.import_module(module_name)
+    target: Any = module
+    for part in path.split("."):
+        if part == "_history_event_list":
+            # An instance attribute: check the constructor assigns it.
+            source = getattr(target, "__init__", None)
+            code = getattr(source, "__code__", None)
+            if code is None or part not in code.co_names:
+                raise AttributeError(part)
+            return source
+        target = getattr(target, part)
+    return target
+
+
+def verify_seams() -> None:
+    """Fail loudly, naming the seam, if a pinned private attribute moved."""
+    for module_name, path in SEAMS:
+        try:
+            _resolve(module_name, path)
+        except (ImportError, AttributeError) as exc:
+            raise SeamMissingError(
+                f"moto/botocore seam {module_name}:{path} is gone ({exc}); "
+                "the local runtime is pinned to the moto version in pyproject.toml"
+            ) from exc
+
+
+def install_seams() -> None:
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        verify_seams()
+        _install_thread_clock()
+        _install_botocore_faults()
+        _install_stubber()
+        _install_lambda()
+        _install_websockets()
+        _install_interpreter_time()
+        _install_client_cache()
+        _installed = True
+
+
+# -- threads follow the virtual clock -------------------------------------------
+def _install_thread_clock() -> None:
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    original_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        runtime = _active
+        target = getattr(self, "_target", None)
+        if runtime is not None and target is not None and runtime.clock.installed:
+            owner = getattr(target, "__self__", None)
+            # An execution runs beside whoever started it: its sleeps must not
+            # move the starter's time. Everything else (Map/Parallel branches,
+            # the program thread) is awaited by its parent.
+            detached = isinstance(owner, ExecutionWorker)
+            if detached:
+                owner._bw_thread = self  # type: ignore[union-attr]
+            self._target = runtime.clock.wrap_thread_target(target, detached=detached)  # type: ignore[attr-defined]
+        original_start(self)
+
+    threading.Thread.start = start  # type: ignore[method-assign]
+
+
+# -- faults at the botocore layer -----------------------------------------------
+def _install_botocore_faults() -> None:
+    from botocore.endpoint import Endpoint
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    original = Endpoint._do_get_response
+
+    def _do_get_response(self: Endpoint, request: Any, operation_model: Any, context: Any) -> Any:
+        runtime = _active
+        if runtime is None:
+            return original(self, request, operation_model, context)
+        fault = runtime.decide_fault(
+            service=operation_model.service_model.service_name,
+            operation=operation_model.name,
+            body=request.body,
+            url=request.url,
+        )
+        if fault is None:
+            return original(self, request, operation_model, context)
+        if fault.latency > 0:
+            connect_timeout, read_timeout = _client_timeouts(self, context)
+            if fault.error == "ConnectTimeout" and connect_timeout is not None:
+                runtime.clock.sleep(connect_timeout)
+                return (None, ConnectTimeoutError(endpoint_url=request.url))
+            if read_timeout is not None and fault.latency > read_timeout:
+                runtime.clock.sleep(read_timeout)
+                return (None, ReadTimeoutError(endpoint_url=request.url))
+            runtime.clock.sleep(fault.latency)
+        if fault.error is None or fault.error == "ConnectTimeout":
+            return original(self, request, operation_model, context)
+        _local.pending = _error_response(operation_model, fault.error, fault.message, fault.status)
+        try:
+            return original(self, request, operation_model, context)
+        finally:
+            _local.pending = None
+
+    Endpoint._do_get_response = _do_get_response  # type: ignore[method-assign]
+
+
+def _client_timeouts(endpoint: Any, context: Any) -> tuple[float | None, float | None]:
+    timeout = getattr(endpoint.http_session, "_timeout", None)
+    read = (context or {}).get("read_timeout")
+    connect = None
+    if timeout is not None and hasattr(timeout, "connect_timeout"):
+        connect = timeout.connect_timeout
+        read = read if read is not None else timeout.read_timeout
+    elif isinstance(timeout, (int, float)):
+        connect = read = float(timeout)
+    return (
+        float(connect) if isinstance(connect, (int, float)) else None,
+        float(read) if isinstance(read, (int, float)) else None,
+    )
+
+
+def _error_response(operation_model: Any, code: str, message: str, status: int) -> tuple[int, dict[str, str], str]:
+    """An error body in the service's own protocol, so botocore parses it as AWS's."""
+    protocol = operation_model.service_model.resolved_protocol
+    request_id = str(uuid.uuid4())
+    if protocol == "json":
+        prefix = operation_model.service_model.metadata.get("targetPrefix", "")
+        return (
+            status,
+            {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": request_id},
+            json.dumps({"__type": f"{prefix}#{code}" if prefix else code, "message": message}),
+        )
+    if protocol == "rest-json":
+        return (
+            status,
+            {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": request_id},
+            json.dumps({"message": message}),
+        )
+    if protocol in ("query", "ec2"):
+        return (
+            status,
+            {"Content-Type": "text/xml", "x-amzn-RequestId": request_id},
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        )
+    return (
+        status,
+        {"Content-Type": "application/xml", "x-amz-request-id": request_id},
+        f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>",
+    )
+
+
+def _install_stubber() -> None:
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
+
+    original = BotocoreStubber.__call__
+
+    def __call__(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        pending = getattr(_local, "pending", None)
+        if pending is not None and self.enabled:
+            _local.pending = None
+            status, headers, body = pending
+            return AWSResponse(request.url, status, headers, MockRawResponse(body))
+        runtime = _active
+        if runtime is not None and self.enabled and "://sync-states." in request.url:
+            status, headers, body = runtime.handle_sync_states(request)
+            return AWSResponse(request.url, status, headers, MockRawResponse(body))
+        return original(self, event_name, request, **kwargs)
+
+    BotocoreStubber.__call__ = __call__  # type: ignore[method-assign]
+
+
+# -- Lambda in-process ------------------------------------------------------------
+def _install_lambda() -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    original = LambdaFunction._invoke_lambda
+
+    def _invoke_lambda(self: LambdaFunction, event: str | None = None) -> tuple[str, bool, str]:
+        runtime = _active
+        if runtime is None:
+            return original(self, event)  # type: ignore[no-any-return]
+        return runtime.invoke_in_process(self.function_name, event)
+
+    LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+
+
+# -- API Gateway management API ------------------------------------------------------
+def _install_websockets() -> None:
+    from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend, Connection
+    from moto.core.exceptions import JsonRESTError
+
+    from local_runtime.websockets import ConnectionGoneError
+
+    def gone(connection_id: str) -> JsonRESTError:
+        error = JsonRESTError("GoneException", f"Connection {connection_id} is gone")
+        error.code = 410
+        return error
+
+    def post_to_connection(self: Any, data: bytes, connection_id: str) -> None:
+        runtime = _active
+        if runtime is None:
+            return original_post(self, data, connection_id)  # type: ignore[no-any-return]
+        try:
+            runtime.connections.post(connection_id, data)
+        except ConnectionGoneError as exc:
+            raise gone(connection_id) from exc
+
+    def get_connection(self: Any, connection_id: str) -> Any:
+        runtime = _active
+        if runtime is None:
+            return original_get(self, connection_id)
+        try:
+            local = runtime.connections.get(connection_id)
+        except ConnectionGoneError as exc:
+            raise gone(connection_id) from exc
+        answer = Connection()
+        answer.connected_at = local.connected_at
+        answer.source_ip = local.source_ip
+        answer.user_agent = local.user_agent
+        last_active = local.last_active_at
+        answer.to_dict = lambda: {  # type: ignore[method-assign]
+            "connectedAt": datetime.datetime.fromtimestamp(local.connected_at, datetime.UTC).isoformat(),
+            "lastActiveAt": datetime.datetime.fromtimestamp(last_active, datetime.UTC).isoformat(),
+            "identity": {"sourceIp": local.source_ip, "userAgent": local.user_agent},
+        }
+        return answer
+
+    def delete_connection(self: Any, connection_id: str) -> None:
+        runtime = _active
+        if runtime is None:
+            return original_delete(self, connection_id)  # type: ignore[no-any-return]
+        try:
+            runtime.connections.delete(connection_id)
+        except ConnectionGoneError as exc:
+            raise gone(connection_id) from exc
+
+    original_post = ApiGatewayManagementApiBackend.post_to_connection
+    original_get = ApiGatewayManagementApiBackend.get_connection
+    original_delete = ApiGatewayManagementApiBackend.delete_connection
+    ApiGatewayManagementApiBackend.post_to_connection = post_to_connection  # type: ignore[method-assign]
+    ApiGatewayManagementApiBackend.get_connection = get_connection  # type: ignore[method-assign]
+    ApiGatewayManagementApiBackend.delete_connection = delete_connection  # type: ignore[method-assign]
+
+
+# -- the interpreter's waits, retries, jitter and timeouts ---------------------------------
+class _JitterRandom:
+    """Stands in for the ``random`` module inside the jitter strategy."""
+
+    def uniform(self, a: float, b: float) -> float:
+        runtime = _active
+        if runtime is None:
+            import random
+
+            return random.uniform(a, b)
+        return runtime.clock.random.uniform(a, b)
+
+
+def _install_interpreter_time() -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import EvalTimeoutError
+    from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    # Retry sleeps go through time.sleep, which the installed clock replaces;
+    # jitter draws from the clock's seeded RNG so a run can be replayed.
+    jitter_strategy_decl.random = _JitterRandom()  # type: ignore[assignment]
+
+    original_wait = WaitFunction._wait_interval
+
+    def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        runtime = _active
+        if runtime is None:
+            return original_wait(self, env, wait_seconds)  # type: ignore[no-any-return]
+        if wait_seconds > 0 and env.is_running():
+            runtime.clock.sleep(wait_seconds)
+        return None
+
+    WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+
+    original_timeout = ExecutionState._evaluate_with_timeout
+
+    def _evaluate_with_timeout(self: Any, env: Any) -> None:
+        runtime = _active
+        if runtime is None:
+            return original_timeout(self, env)  # type: ignore[no-any-return]
+        clock = runtime.clock
+        self.timeout.eval(env=env)
+        timeout_seconds: float = env.stack.pop()
+
+        frame = env.open_frame()
+        frame.states.reset(input_value=env.states.get_input())
+        frame.stack = copy.deepcopy(env.stack)
+        history = env.event_manager._history_event_list
+        first_event = len(history)
+        error: Exception | None = None
+        start = clock.now()
+        # The task runs to completion on its own timeline (the Lambda keeps
+        # running after Step Functions stops waiting); the state then waits
+        # min(elapsed, TimeoutSeconds) on the real one.
+        with clock.branch() as branch:
+            try:
+                self._eval_execution(frame)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the timeout check
+                error = exc
+        elapsed = branch.now - start
+        timed_out = elapsed > timeout_seconds
+        clock.sleep(min(elapsed, timeout_seconds))
+        frame.set_ended()
+        env.close_frame(frame)
+        if timed_out:
+            # What the task reported after the deadline never reached the execution.
+            deadline = _iso(start + timeout_seconds)
+            history[first_event:] = [
+                e for e in history[first_event:] if not (_is_task_outcome(e) and str(e["timestamp"]) > deadline)
+            ]
+            raise EvalTimeoutError()
+        if error is not None:
+            raise error
+
+        execution_output = frame.stack.pop()
+        env.stack.append(execution_output)
+        if not self._is_language_query_jsonpath():
+            env.states.set_result(execution_output)
+        if self.assign_decl:
+            self.assign_decl.eval(env=env)
+        if self.result_selector:
+            self.result_selector.eval(env=env)
+        if self.result_path:
+            self.result_path.eval(env)
+        else:
+            res = env.stack.pop()
+            env.states.reset(input_value=res)
+        return None
+
+    ExecutionState._evaluate_with_timeout = _evaluate_with_timeout  # type: ignore[method-assign]
+
+
+def _is_task_outcome(event: Any) -> bool:
+    kind = str(event.get("type", ""))
+    return kind.startswith(("Task", "LambdaFunction")) and kind.endswith(("Succeeded", "Failed", "TimedOut"))
+
+
+def _iso(epoch: float) -> str:
+    from moto.core.utils import iso_8601_datetime_with_milliseconds
+
+    return str(iso_8601_datetime_with_milliseconds(datetime.datetime.fromtimestamp(epoch, datetime.UTC)))
+
+
+def _install_client_cache() -> None:
+    """SDK integrations build a boto3 client per call (~10 ms); build each once."""
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original: Callable[..., Any] = boto_client.boto_client_for
+    cache: dict[tuple[str, str, bool], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        from moto.core.models import botocore_stubber
+
+        key = (region, service, bool(botocore_stubber.enabled))
+        with lock:
+            client = cache.get(key)
+            if client is None:
+                client = original(region=region, service=service, state_credentials=state_credentials)
+                cache[key] = client
+        return client
+
+    boto_client.boto_client_for = boto_client_for
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task as state_task
+
+    for info in pkgutil.walk_packages(state_task.__path__, state_task.__name__ + "."):
+        module = importlib.import_module(info.name)
+        if getattr(module, "boto_client_for", None) is original:
+            module.boto_client_for = boto_client_for  # type: ignore[attr-defined]

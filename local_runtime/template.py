@@ -1,0 +1,267 @@
+"""Reading ``template.yaml`` the way SAM does.
+
+SAM CLI's own providers parse the template, apply parameter overrides and
+merge ``Globals`` into every function (``SamLocalStackProvider`` and
+``SamFunctionProvider``, the code behind ``sam local invoke``); SAM's
+``IntrinsicResolver`` resolves ``!Ref``/``!GetAtt``/``!Sub`` in
+``DefinitionSubstitutions``. This module only adds what SAM local does not
+need: the physical identity (names, ARNs) of tables, state machines and the
+other resources the offline stack creates.
+
+Locally every resource is named by its logical id, which is also what SAM
+local resolves ``!Ref`` to, so handler environments and ASL substitutions
+agree with the resources that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local_runtime.lambdas import FunctionSpec
+
+__all__ = ["LocalTemplate", "StateMachineSpec", "TemplateError"]
+
+ACCOUNT_ID = "123456789012"
+PARTITION = "aws"
+_SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
+
+
+class TemplateError(ValueError):
+    """The template cannot be run locally; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    logical_id: str
+    name: str
+    arn: str
+    type: str
+    definition: dict[str, Any]
+    definition_path: Path | None
+    events: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LocalTemplate:
+    path: Path
+    region: str
+    stack_name: str
+    parameters: dict[str, Any]
+    resources: dict[str, dict[str, Any]]
+    functions: dict[str, FunctionSpec]
+    state_machines: dict[str, StateMachineSpec]
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        parameter_overrides: dict[str, str] | None = None,
+        region: str = "us-east-1",
+        stack_name: str = "breakwater-local",
+    ) -> LocalTemplate:
+        # SAM CLI logs at INFO about every template it reads.
+        logging.getLogger("samcli").setLevel(logging.WARNING)
+        from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+        from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
+
+        template_path = Path(path).resolve()
+        if not template_path.is_file():
+            raise TemplateError(f"template not found: {template_path}")
+        overrides = {k: str(v) for k, v in (parameter_overrides or {}).items()}
+        pseudo = {"AWS::Region": region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": stack_name}
+        try:
+            stacks, _ = SamLocalStackProvider.get_stacks(
+                str(template_path), parameter_overrides=overrides, global_parameter_overrides=pseudo
+            )
+        except Exception as exc:
+            raise TemplateError(f"{template_path}: {exc}") from exc
+        stack = stacks[0]
+        template = stack.template_dict
+        declared = template.get("Parameters") or {}
+        unknown = set(overrides) - set(declared)
+        if unknown:
+            raise TemplateError(f"unknown parameter(s) {sorted(unknown)}; the template declares {sorted(declared)}")
+        parameters = {name: overrides.get(name, spec.get("Default")) for name, spec in declared.items()}
+        resources: dict[str, dict[str, Any]] = template.get("Resources") or {}
+        base = template_path.parent
+
+        resolver = _resolver(template, resources, region, stack_name, parameters)
+
+        functions: dict[str, FunctionSpec] = {}
+        provider = SamFunctionProvider(stacks, use_raw_codeuri=True, ignore_code_extraction_warnings=True)
+        for function in provider.get_all():
+            if function.packagetype != "Zip" or not function.codeuri or not function.handler:
+                continue
+            layer_dirs = tuple(_layer_root(base / layer.codeuri) for layer in function.layers if layer.codeuri)
+            variables = (function.environment or {}).get("Variables") or {}
+            functions[function.name] = FunctionSpec(
+                logical_id=function.name,
+                function_name=function.functionname,
+                handler=function.handler,
+                code_dir=(base / function.codeuri).resolve(),
+                layer_dirs=layer_dirs,
+                timeout=int(function.timeout or 3),
+                memory=int(function.memory or 128),
+                environment={k: _env_value(v) for k, v in resolver.intrinsic_property_resolver(
+                    variables, ignore_errors=True
+                ).items()},
+                arn=f"arn:{PARTITION}:lambda:{region}:{ACCOUNT_ID}:function:{function.functionname}",
+            )
+
+        state_machines: dict[str, StateMachineSpec] = {}
+        for logical_id, resource in resources.items():
+            if resource.get("Type") != "AWS::Serverless::StateMachine":
+                continue
+            props = resource.get("Properties") or {}
+            state_machines[logical_id] = _state_machine(logical_id, props, base, resolver, region)
+
+        return cls(template_path, region, stack_name, parameters, resources, functions, state_machines)
+
+    def of_type(self, *types: str) -> dict[str, dict[str, Any]]:
+        return {lid: r for lid, r in self.resources.items() if r.get("Type") in types}
+
+    def function(self, name: str) -> FunctionSpec:
+        if name in self.functions:
+            return self.functions[name]
+        for spec in self.functions.values():
+            if name in (spec.function_name, spec.arn):
+                return spec
+        raise TemplateError(f"no function {name!r} in the template; functions: {', '.join(sorted(self.functions))}")
+
+    def state_machine(self, name: str) -> StateMachineSpec:
+        if name in self.state_machines:
+            return self.state_machines[name]
+        for spec in self.state_machines.values():
+            if name in (spec.name, spec.arn):
+                return spec
+        raise TemplateError(
+            f"no state machine {name!r} in the template; state machines: {', '.join(sorted(self.state_machines))}"
+        )
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _layer_root(path: Path) -> Path:
+    # A layer laid out for AWS keeps its packages under python/; a SAM-built one
+    # (BuildMethod python3.13) has them at the ContentUri root.
+    path = path.resolve()
+    return path / "python" if (path / "python").is_dir() else path
+
+
+def _arn(resource_type: str, logical_id: str, region: str) -> str | None:
+    arns = {
+        "AWS::DynamoDB::Table": f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT_ID}:table/{logical_id}",
+        "AWS::Serverless::SimpleTable": f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT_ID}:table/{logical_id}",
+        "AWS::Serverless::Function": f"arn:{PARTITION}:lambda:{region}:{ACCOUNT_ID}:function:{logical_id}",
+        "AWS::Lambda::Function": f"arn:{PARTITION}:lambda:{region}:{ACCOUNT_ID}:function:{logical_id}",
+        "AWS::Serverless::StateMachine": f"arn:{PARTITION}:states:{region}:{ACCOUNT_ID}:stateMachine:{logical_id}",
+        "AWS::StepFunctions::StateMachine": f"arn:{PARTITION}:states:{region}:{ACCOUNT_ID}:stateMachine:{logical_id}",
+        "AWS::SQS::Queue": f"arn:{PARTITION}:sqs:{region}:{ACCOUNT_ID}:{logical_id}",
+        "AWS::S3::Bucket": f"arn:{PARTITION}:s3:::{logical_id.lower()}",
+        "AWS::SecretsManager::Secret": f"arn:{PARTITION}:secretsmanager:{region}:{ACCOUNT_ID}:secret:{logical_id}",
+        "AWS::Serverless::LayerVersion": f"arn:{PARTITION}:lambda:{region}:{ACCOUNT_ID}:layer:{logical_id}:1",
+        "AWS::IAM::Role": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{logical_id}",
+        "AWS::ApiGatewayV2::Api": f"arn:{PARTITION}:apigateway:{region}::/apis/{logical_id.lower()}",
+    }
+    return arns.get(resource_type)
+
+
+def _resolver(
+    template: dict[str, Any], resources: dict[str, Any], region: str, stack_name: str, parameters: dict[str, Any]
+) -> Any:
+    from samcli.lib.intrinsic_resolver.intrinsic_property_resolver import IntrinsicResolver
+    from samcli.lib.intrinsic_resolver.intrinsics_symbol_table import IntrinsicsSymbolTable
+
+    translator: dict[str, Any] = {
+        "AWS::Region": region,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::StackName": stack_name,
+        "AWS::Partition": PARTITION,
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    for name, value in parameters.items():
+        translator[name] = value
+    for logical_id, resource in resources.items():
+        rtype = resource.get("Type", "")
+        entry: dict[str, Any] = {"Ref": logical_id}
+        arn = _arn(rtype, logical_id, region)
+        if arn:
+            entry["Arn"] = arn
+        if rtype == "AWS::SQS::Queue":
+            entry["Ref"] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{logical_id}"
+            entry["QueueUrl"] = entry["Ref"]
+            entry["QueueName"] = logical_id
+        if rtype == "AWS::S3::Bucket":
+            entry["Ref"] = logical_id.lower()
+        if rtype in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
+            entry["Ref"] = arn
+            entry["Name"] = logical_id
+        if rtype == "AWS::SecretsManager::Secret":
+            entry["Ref"] = logical_id
+        if rtype == "AWS::ApiGatewayV2::Api":
+            entry["Ref"] = logical_id.lower()
+            entry["ApiEndpoint"] = f"wss://{logical_id.lower()}.execute-api.{region}.amazonaws.com"
+        translator[logical_id] = entry
+    symbols = IntrinsicsSymbolTable(template=template, logical_id_translator=translator)
+    return IntrinsicResolver(template=template, symbol_resolver=symbols)
+
+
+def _state_machine(
+    logical_id: str, props: dict[str, Any], base: Path, resolver: Any, region: str
+) -> StateMachineSpec:
+    definition_path: Path | None = None
+    if "DefinitionUri" in props:
+        uri = props["DefinitionUri"]
+        if not isinstance(uri, str):
+            raise TemplateError(f"{logical_id}: only a local DefinitionUri path is supported offline")
+        definition_path = (base / uri).resolve()
+        try:
+            text = definition_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TemplateError(f"{logical_id}: cannot read DefinitionUri {definition_path}: {exc}") from exc
+    elif "Definition" in props:
+        text = json.dumps(props["Definition"])
+    else:
+        raise TemplateError(f"{logical_id}: a state machine needs Definition or DefinitionUri")
+    substitutions = resolver.intrinsic_property_resolver(props.get("DefinitionSubstitutions") or {}, ignore_errors=False)
+    text = substitute(text, substitutions, where=f"{logical_id} ({definition_path or 'Definition'})")
+    try:
+        definition = json.loads(text)
+    except ValueError as exc:
+        raise TemplateError(f"{logical_id}: definition is not valid JSON: {exc}") from exc
+    arn = f"arn:{PARTITION}:states:{region}:{ACCOUNT_ID}:stateMachine:{logical_id}"
+    return StateMachineSpec(
+        logical_id=logical_id,
+        name=logical_id,
+        arn=arn,
+        type=str(props.get("Type", "STANDARD")).upper(),
+        definition=definition,
+        definition_path=definition_path,
+        events=dict(props.get("Events") or {}),
+    )
+
+
+def substitute(text: str, substitutions: dict[str, Any], *, where: str) -> str:
+    """Apply DefinitionSubstitutions as SAM does; an undefined ``${Name}`` is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in substitutions:
+            raise TemplateError(f"{where}: ${{{key}}} has no DefinitionSubstitutions entry")
+        value = substitutions[key]
+        # Inside a JSON string: escape as JSON would.
+        return json.dumps(value if isinstance(value, str) else json.dumps(value))[1:-1]
+
+    return _SUBSTITUTION.sub(replace, text)

@@ -1,0 +1,107 @@
+"""The WebSocket side of API Gateway, as the management API sees it.
+
+moto's ``postToConnection`` accepts any connection id. AWS answers 410
+``GoneException`` for a connection that is unknown or closed, and that
+answer drives disconnect cleanup, so the runtime keeps a registry of
+connections and records every message posted to each one: tests and the
+demo read what every client received.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Connection", "ConnectionGoneError", "ConnectionRegistry"]
+
+
+class ConnectionGoneError(Exception):
+    """The connection is unknown or closed (API Gateway answers 410 GoneException)."""
+
+
+@dataclass
+class Connection:
+    connection_id: str
+    connected_at: float
+    last_active_at: float
+    source_ip: str = "127.0.0.1"
+    user_agent: str = "bw-local"
+    open: bool = True
+    closed_at: float | None = None
+    received: list[bytes] = field(default_factory=list)
+
+    def messages(self) -> list[Any]:
+        """Received frames, JSON-decoded where they are JSON."""
+        decoded: list[Any] = []
+        for frame in self.received:
+            try:
+                decoded.append(json.loads(frame))
+            except ValueError:
+                decoded.append(frame.decode("utf-8", "replace"))
+        return decoded
+
+
+class ConnectionRegistry:
+    """Open and closed WebSocket connections of the local stack."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._connections: dict[str, Connection] = {}
+
+    def connect(self, connection_id: str, *, source_ip: str = "127.0.0.1") -> Connection:
+        now = self._clock()
+        with self._lock:
+            connection = Connection(connection_id, connected_at=now, last_active_at=now, source_ip=source_ip)
+            self._connections[connection_id] = connection
+            return connection
+
+    def touch(self, connection_id: str) -> None:
+        """The client sent a frame: API Gateway updates lastActiveAt."""
+        with self._lock:
+            connection = self._open(connection_id)
+            connection.last_active_at = self._clock()
+
+    def disconnect(self, connection_id: str) -> None:
+        """The client went away (or was closed); later posts get 410."""
+        with self._lock:
+            connection = self._connections.get(connection_id)
+            if connection is not None and connection.open:
+                connection.open = False
+                connection.closed_at = self._clock()
+
+    def post(self, connection_id: str, data: bytes) -> None:
+        with self._lock:
+            self._open(connection_id).received.append(bytes(data))
+
+    def get(self, connection_id: str) -> Connection:
+        with self._lock:
+            return self._open(connection_id)
+
+    def delete(self, connection_id: str) -> None:
+        """``deleteConnection``: closes an open connection, 410 for an unknown one."""
+        with self._lock:
+            connection = self._open(connection_id)
+            connection.open = False
+            connection.closed_at = self._clock()
+
+    def find(self, connection_id: str) -> Connection | None:
+        with self._lock:
+            return self._connections.get(connection_id)
+
+    def all(self) -> list[Connection]:
+        with self._lock:
+            return list(self._connections.values())
+
+    def received(self, connection_id: str) -> list[Any]:
+        connection = self.find(connection_id)
+        return connection.messages() if connection else []
+
+    def _open(self, connection_id: str) -> Connection:
+        connection = self._connections.get(connection_id)
+        if connection is None or not connection.open:
+            raise ConnectionGoneError(connection_id)
+        return connection
