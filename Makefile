@@ -1,0 +1,86 @@
+# breakwater — two commands for a fresh clone: `make demo` and `make test`.
+# Both bootstrap everything they need (.venv with Python 3.13, npm and apt packages).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls $(HOME)/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -n1)
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+TEMPLATES := template.yaml tests/fixtures/app/template.yaml
+PY_SOURCES := layers/resilience/resilience local_runtime functions tests bench tools
+
+# No call can ever reach a real AWS account from here.
+export AWS_ACCESS_KEY_ID ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export AWS_SESSION_TOKEN ?= testing
+export AWS_DEFAULT_REGION ?= us-east-1
+export AWS_REGION ?= us-east-1
+export AWS_EC2_METADATA_DISABLED := true
+export SAM_CLI_TELEMETRY := 0
+export SAM_CLI_DISABLE_VERSION_CHECK := 1
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help demo test lint typecheck cfn-lint sam-validate asl build pytest bench clean browser
+
+help:
+	@echo "make demo   run a workflow offline with an injected fault, print its timeline, write the HTML trace"
+	@echo "make test   lint, typecheck, cfn-lint, sam validate --lint, ASL validation, sam build, pytest"
+	@echo "make bench  run the benchmarks in bench/ (prints figures, asserts nothing)"
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13, or set PYTHON313=...)"; exit 1; }
+	$(PYTHON313) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The HTML-trace test renders the page in a real headless Chromium (Debian package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+demo: $(STAMP)
+	$(BIN)/bw demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy $(PY_SOURCES)
+
+cfn-lint: $(STAMP)
+	$(BIN)/cfn-lint $(TEMPLATES)
+
+sam-validate: $(STAMP)
+	@for t in $(TEMPLATES); do echo "sam validate --lint -t $$t"; $(BIN)/sam validate --lint -t $$t || exit 1; done
+
+asl: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python tools/check_asl.py $(TEMPLATES)
+
+build: $(STAMP)
+	@set -e; for t in $(TEMPLATES); do \
+		dir=$$(mktemp -d); \
+		echo "sam build -t $$t --build-dir $$dir"; \
+		$(BIN)/sam build -t $$t --build-dir $$dir --cache-dir $$dir/.cache >$$dir.log 2>&1 || { cat $$dir.log; exit 1; }; \
+		$(BIN)/python tools/check_build.py $$t $$dir; \
+		rm -rf $$dir $$dir.log; \
+	done
+
+pytest: $(STAMP) browser
+	$(BIN)/pytest
+
+test: lint typecheck cfn-lint sam-validate asl build pytest
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) node_modules .aws-sam .bw .mypy_cache .ruff_cache .pytest_cache

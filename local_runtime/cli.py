@@ -1,0 +1,203 @@
+"""``bw``: the offline ``sam local invoke`` and Step Functions console.
+
+    bw invoke FlakyFunction -e events/flaky/first.json
+    bw run RetryFlow -e events/retry_flow/basic.json --faults faults/throttle.yaml --html trace.html
+    bw trace last --html trace.html
+    bw demo
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from local_runtime.runtime import ExecutionResult, LocalRuntime
+from local_runtime.template import TemplateError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="breakwater offline runtime: the SAM template, its ASL and its handlers, on moto, in virtual time.",
+)
+console = Console(width=max(Console().width, 150))
+err = Console(stderr=True)
+
+STORE = Path(".bw") / "executions"
+FIXTURE_APP = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "app"
+
+TemplateOption = Annotated[Path, typer.Option("--template", "-t", help="SAM template to run.")]
+ParamOption = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="Parameter override K=V (repeatable).")
+]
+EventOption = Annotated[str | None, typer.Option("--event", "-e", help="Event JSON file, or - for stdin.")]
+
+
+def _parameters(values: list[str] | None) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for value in values or []:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected K=V, got {value!r}", param_hint="--param")
+        parsed[key] = val
+    return parsed
+
+
+def _event(source: str | None) -> Any:
+    if source is None:
+        return {}
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read event: {exc}", param_hint="--event") from exc
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"event is not JSON: {exc}", param_hint="--event") from exc
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def save_execution(result: ExecutionResult, store: Path = STORE) -> Path:
+    store.mkdir(parents=True, exist_ok=True)
+    path = store / f"{result.name}.json"
+    path.write_text(json.dumps(result.to_json(), indent=1, default=str), encoding="utf-8")
+    (store / "last").write_text(result.name, encoding="utf-8")
+    return path
+
+
+def load_execution(ref: str, store: Path = STORE) -> ExecutionResult:
+    name = ref
+    if ref == "last":
+        marker = store / "last"
+        if not marker.is_file():
+            raise FileNotFoundError("no execution recorded yet; run `bw run` first")
+        name = marker.read_text(encoding="utf-8").strip()
+    name = name.rsplit(":", 1)[-1] if name.startswith("arn:") else name
+    path = store / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in store.glob("*.json")) if store.is_dir() else []
+        raise FileNotFoundError(f"no recorded execution {ref!r}; known: {', '.join(known[-10:]) or 'none'}")
+    return ExecutionResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _write_html(result: ExecutionResult, target: Path) -> None:
+    from local_runtime.html import render_html
+
+    target.write_text(render_html(result.trace()), encoding="utf-8")
+    console.print(f"HTML trace: [bold]{target}[/]")
+
+
+@app.command()
+def invoke(
+    function: Annotated[str, typer.Argument(help="Logical id of the function in the template.")],
+    event: EventOption = None,
+    template: TemplateOption = Path("template.yaml"),
+    param: ParamOption = None,
+) -> None:
+    """Run one handler in-process (the offline ``sam local invoke``); prints its return value."""
+    payload = _event(event)
+    try:
+        with LocalRuntime(template, parameters=_parameters(param)) as runtime:
+            invocation = runtime.invoke(function, payload)
+    except TemplateError as exc:
+        _fail(str(exc))
+        return
+    if invocation.errored:
+        err.print_json(json.dumps({"errorType": invocation.error_type, "errorMessage": invocation.error_message}))
+        raise typer.Exit(1)
+    print(json.dumps(invocation.payload, default=str, indent=2))
+
+
+@app.command()
+def run(
+    state_machine: Annotated[str, typer.Argument(help="Logical id of the state machine in the template.")],
+    event: EventOption = None,
+    template: TemplateOption = Path("template.yaml"),
+    param: ParamOption = None,
+    faults: Annotated[Path | None, typer.Option("--faults", "-f", help="Fault rules (YAML/JSON).")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML trace here.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for jitter and fault probabilities.")] = 0,
+) -> None:
+    """Start an execution, wait for it, print its timeline. Exits 1 unless it SUCCEEDED."""
+    payload = _event(event)
+    try:
+        with LocalRuntime(template, parameters=_parameters(param), faults=faults, seed=seed) as runtime:
+            result = runtime.run(state_machine, payload)
+    except (TemplateError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    save_execution(result)
+    result.trace().render(console)
+    console.print_json(json.dumps(result.output, default=str)) if result.output is not None else None
+    if html:
+        _write_html(result, html)
+    if not result.succeeded:
+        raise typer.Exit(1)
+
+
+@app.command()
+def trace(
+    execution: Annotated[str, typer.Argument(help="Execution name or ARN, or 'last'.")] = "last",
+    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML trace here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trace as JSON.")] = False,
+) -> None:
+    """Show a recorded execution like the Step Functions console."""
+    try:
+        result = load_execution(execution)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps(result.trace().to_json(), default=str, indent=1))
+    else:
+        result.trace().render(console)
+    if html:
+        _write_html(result, html)
+
+
+@app.command()
+def demo(
+    html: Annotated[Path, typer.Option("--html", help="Where to write the HTML trace.")] = Path("bw-demo-trace.html"),
+) -> None:
+    """A dependency that throttles and a flaky one, recovered by ASL Retry with backoff, offline."""
+    template = FIXTURE_APP / "template.yaml"
+    faults = [
+        {"name": "dynamodb-throttle", "service": "dynamodb", "operation": "PutItem", "throttle": True, "count": 1},
+    ]
+    console.rule("[bold]breakwater demo[/]: RetryFlow with an injected DynamoDB throttle")
+    console.print(
+        "The workflow records a request (DynamoDB putItem, direct integration), calls a dependency that fails\n"
+        "twice with RetryableError, and records the outcome. Retry, backoff and the fallback are in the ASL;\n"
+        "time is virtual, so the 1 s + 2 s of backoff take no real time.\n"
+    )
+    with LocalRuntime(template, faults=faults, seed=7) as runtime:
+        result = runtime.run("RetryFlow", {"key": "demo"})
+        save_execution(result)
+        result.trace().render(console)
+        console.print("Items in AttemptsTable:")
+        for item in sorted(runtime.items("AttemptsTable"), key=lambda i: str(i["pk"])):
+            console.print(f"  {json.dumps(item, default=str)}")
+        _write_html(result, html)
+        console.rule("TimeoutFlow: a dependency that hangs for 10 s; TimeoutSeconds 3 then a fallback")
+        timed = runtime.run("TimeoutFlow", {"seconds": 10})
+        save_execution(timed)
+        timed.trace().render(console)
+    if not (result.succeeded and timed.succeeded):
+        raise typer.Exit(1)
+    console.print(f"\nReplay the timeline with [bold]bw trace {result.name}[/], open [bold]{html}[/] in a browser.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
