@@ -49,6 +49,9 @@ class LambdaTimeoutInterrupt(BaseException):  # noqa: N818 - not an error of the
 class _Cursor:
     now: float
     parent: _Cursor | None = None
+    #: Latest time a branch of this thread reached; folded into ``now`` when this
+    #: thread next reads or moves time, i.e. after it waited for its branches.
+    joined: float = float("-inf")
     deadlines: list[float] = field(default_factory=list)
 
 
@@ -67,6 +70,11 @@ class VirtualClock:
         #: Jitter and fault probabilities draw from here, so a seed replays a run.
         self.random = random.Random(seed)
         self._installed = 0
+        #: Decides which new threads run *beside* their starter (see module doc).
+        self.detach_when: Callable[[Callable[..., Any]], bool] = lambda target: False
+        #: Told about every detached thread, e.g. so a runtime can join an execution.
+        self.on_detached: Callable[[threading.Thread, Callable[..., Any]], None] = lambda thread, target: None
+        self._thread_start: Any = None
         self._traveller: Any = None
         self._travel: Any = None
         self._saved: dict[str, Any] = {}
@@ -74,7 +82,10 @@ class VirtualClock:
     # -- reading -------------------------------------------------------------
     def _cursor(self) -> _Cursor:
         cursor: _Cursor | None = getattr(self._local, "cursor", None)
-        return cursor if cursor is not None else self._root
+        cursor = cursor if cursor is not None else self._root
+        if cursor.joined > cursor.now:
+            cursor.now = cursor.joined
+        return cursor
 
     def now(self) -> float:
         """Seconds since the epoch on the calling thread's timeline."""
@@ -126,14 +137,20 @@ class VirtualClock:
     def _move(self, cursor: _Cursor, target: float) -> None:
         cursor.now = target
         parent = cursor.parent
-        while parent is not None and parent.now < target:
-            parent.now = target
+        while parent is not None and parent.joined < target:
+            parent.joined = target
             parent = parent.parent
 
     # -- threads ---------------------------------------------------------------
     def fork(self, *, detached: bool = False) -> _Cursor:
-        """A cursor for a new thread, starting at the caller's time."""
-        parent = self._cursor()
+        """A cursor for a new thread, starting at the caller's time.
+
+        Reads the starter's own time without folding in its branches: a
+        thread that starts several branches in a row starts them all at the
+        same moment even if the first one already ran ahead.
+        """
+        local: _Cursor | None = getattr(self._local, "cursor", None)
+        parent = local if local is not None else self._root
         return _Cursor(now=parent.now, parent=None if detached else parent)
 
     @contextmanager
@@ -188,9 +205,10 @@ class VirtualClock:
             # time-machine's C patches ask the active traveller for the time;
             # answering per thread is what makes Map branches overlap.
             self._traveller.time_ns = lambda: int(self.now() * 1_000_000_000)
-            self._saved = {"sleep": time.sleep, "monotonic": time.monotonic}
+            self._saved = {"sleep": time.sleep, "monotonic": time.monotonic, "start": threading.Thread.start}
             time.sleep = self.sleep
             time.monotonic = self.monotonic
+            threading.Thread.start = self._patched_start()  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
         with self._lock:
@@ -201,9 +219,25 @@ class VirtualClock:
                 return
             time.sleep = self._saved["sleep"]
             time.monotonic = self._saved["monotonic"]
+            threading.Thread.start = self._saved["start"]  # type: ignore[method-assign]
             self._travel.stop()
             self._travel = None
             self._traveller = None
+
+    def _patched_start(self) -> Callable[[threading.Thread], None]:
+        original: Callable[[threading.Thread], None] = self._saved["start"]
+        clock = self
+
+        def start(thread: threading.Thread) -> None:
+            target = getattr(thread, "_target", None)
+            if target is not None:
+                detached = clock.detach_when(target)
+                if detached:
+                    clock.on_detached(thread, target)
+                thread._target = clock.wrap_thread_target(target, detached=detached)  # type: ignore[attr-defined]
+            original(thread)
+
+        return start
 
     @property
     def installed(self) -> bool:

@@ -165,6 +165,7 @@ class LocalRuntime:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         seams.activate(self)
+        seams.configure_clock(self.clock)
         self.clock.install()
         ThreadEnviron.install()
         self._started = True

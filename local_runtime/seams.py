@@ -110,7 +110,6 @@ def install_seams() -> None:
         if _installed:
             return
         verify_seams()
-        _install_thread_clock()
         _install_botocore_faults()
         _install_stubber()
         _install_lambda()
@@ -120,27 +119,20 @@ def install_seams() -> None:
         _installed = True
 
 
-# -- threads follow the virtual clock -------------------------------------------
-def _install_thread_clock() -> None:
+# -- executions run beside their starter ------------------------------------------
+def configure_clock(clock: Any) -> None:
+    """An execution's worker thread is detached: its sleeps must not move the
+    starter's time, and the runtime joins it (in real time) to wait for it."""
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-    original_start = threading.Thread.start
+    def detach_when(target: Callable[..., Any]) -> bool:
+        return isinstance(getattr(target, "__self__", None), ExecutionWorker)
 
-    def start(self: threading.Thread) -> None:
-        runtime = _active
-        target = getattr(self, "_target", None)
-        if runtime is not None and target is not None and runtime.clock.installed:
-            owner = getattr(target, "__self__", None)
-            # An execution runs beside whoever started it: its sleeps must not
-            # move the starter's time. Everything else (Map/Parallel branches,
-            # the program thread) is awaited by its parent.
-            detached = isinstance(owner, ExecutionWorker)
-            if detached:
-                owner._bw_thread = self  # type: ignore[union-attr]
-            self._target = runtime.clock.wrap_thread_target(target, detached=detached)  # type: ignore[attr-defined]
-        original_start(self)
+    def on_detached(thread: threading.Thread, target: Callable[..., Any]) -> None:
+        target.__self__._bw_thread = thread  # type: ignore[attr-defined]
 
-    threading.Thread.start = start  # type: ignore[method-assign]
+    clock.detach_when = detach_when
+    clock.on_detached = on_detached
 
 
 # -- faults at the botocore layer -----------------------------------------------

@@ -33,6 +33,7 @@ _RETRIER_FIELDS = frozenset(
 )
 _JITTER_STRATEGIES = ("FULL", "NONE")
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+_VERDICT = re.compile(r'^. State machine definition ".*" is (in)?valid:?$')
 
 
 def _is_int(value: Any) -> bool:
@@ -99,7 +100,9 @@ def run_validator(definition_file: Path) -> tuple[bool, str]:
         check=False,
     )
     # Exit 1 is an invalid definition, 2 a crash of the validator itself; both fail.
-    output = "\n".join(part.strip() for part in (result.stdout, result.stderr) if part.strip())
+    # Its verdict line names the temp file, which means nothing to the reader.
+    lines = [line.strip() for line in (result.stdout + "\n" + result.stderr).splitlines()]
+    output = "\n".join(line for line in lines if line and not _VERDICT.match(line))
     return result.returncode == 0, output
 
 
