@@ -9,7 +9,9 @@ BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 TEMPLATES := template.yaml tests/fixtures/app/template.yaml
-PY_SOURCES := layers/resilience/resilience local_runtime functions tests bench tools
+# Each function folder is its own root (every handler is `app`), so each is checked on its own.
+PY_SOURCES := layers/resilience/resilience local_runtime tests bench tools
+FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py tests/fixtures/app/functions/*/app.py)))
 
 # No call can ever reach a real AWS account from here.
 export AWS_ACCESS_KEY_ID ?= testing
@@ -55,6 +57,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy $(PY_SOURCES)
+	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; $(BIN)/mypy $$d/app.py || exit 1; done
 
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint $(TEMPLATES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from local_runtime.clock import VirtualClock
 from local_runtime.faults import FaultInjector, FaultRule, load_fault_rules
+from local_runtime.html import render_html
 from local_runtime.runtime import ExecutionResult, LocalRuntime, fake_aws_environment
 from local_runtime.seams import SeamMissingError, verify_seams
 from local_runtime.template import LocalTemplate, TemplateError
@@ -24,5 +25,6 @@ __all__ = [
     "VirtualClock",
     "fake_aws_environment",
     "load_fault_rules",
+    "render_html",
     "verify_seams",
 ]

@@ -1,9 +1,9 @@
 """``bw``: the offline ``sam local invoke`` and Step Functions console.
 
-    bw invoke FlakyFunction -e events/flaky/first.json
-    bw run RetryFlow -e events/retry_flow/basic.json --faults faults/throttle.yaml --html trace.html
-    bw trace last --html trace.html
-    bw demo
+bw invoke FlakyFunction -e events/flaky/first.json
+bw run RetryFlow -e events/retry_flow/basic.json --faults faults/throttle.yaml --html trace.html
+bw trace last --html trace.html
+bw demo
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ STORE = Path(".bw") / "executions"
 FIXTURE_APP = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "app"
 
 TemplateOption = Annotated[Path, typer.Option("--template", "-t", help="SAM template to run.")]
-ParamOption = Annotated[
-    list[str] | None, typer.Option("--param", "-p", help="Parameter override K=V (repeatable).")
-]
+ParamOption = Annotated[list[str] | None, typer.Option("--param", "-p", help="Parameter override K=V (repeatable).")]
 EventOption = Annotated[str | None, typer.Option("--event", "-e", help="Event JSON file, or - for stdin.")]
 
 

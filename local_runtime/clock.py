@@ -37,7 +37,7 @@ _real_sleep = time.sleep
 _real_monotonic = time.monotonic
 
 
-class LambdaTimeoutInterrupt(BaseException):  # noqa: N818 - not an error of the handler's making
+class LambdaTimeoutInterrupt(BaseException):
     """Raised inside a handler whose virtual time passed its function Timeout.
 
     A ``BaseException`` so that a handler's ``except Exception`` cannot swallow
@@ -206,9 +206,9 @@ class VirtualClock:
             # answering per thread is what makes Map branches overlap.
             self._traveller.time_ns = lambda: int(self.now() * 1_000_000_000)
             self._saved = {"sleep": time.sleep, "monotonic": time.monotonic, "start": threading.Thread.start}
-            time.sleep = self.sleep
+            time.sleep = self.sleep  # type: ignore[assignment]
             time.monotonic = self.monotonic
-            threading.Thread.start = self._patched_start()  # type: ignore[method-assign]
+            threading.Thread.start = self._patched_start()  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
         with self._lock:

@@ -93,11 +93,11 @@ class ThreadEnviron(MutableMapping[str, str]):
         with cls._lock:
             if cls._installed is None:
                 cls._installed = ThreadEnviron(os.environ)
-                os.environ = cls._installed  # type: ignore[assignment]
+                os.environ = cls._installed  # type: ignore[assignment]  # noqa: B003 - replaced, not cleared, on purpose
 
     @classmethod
     def uninstall(cls) -> None:
         with cls._lock:
             if cls._installed is not None:
-                os.environ = cls._installed._base  # type: ignore[assignment]
+                os.environ = cls._installed._base  # type: ignore[assignment]  # noqa: B003
                 cls._installed = None

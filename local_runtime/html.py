@@ -356,11 +356,14 @@ def _place(layers: list[list[str]], nodes: dict[str, _Node], edges: list[_Edge])
         for name in layer:
             parents = [nodes[p].centre for p in up.get(name, [])] if index else []
             wanted.append(sum(parents) / len(parents) if parents else None)
-        right = 0.0
+        right = -float("inf")
         for name, centre in zip(layer, wanted, strict=True):
             node = nodes[name]
             gap = _GAP_X / 2 if node.kind == "dummy" else _GAP_X
-            node.x = max(centre - node.width / 2 if centre is not None else right, right)
+            if centre is not None:
+                node.x = max(centre - node.width / 2, right)
+            else:  # nothing above it to line up with: next free slot
+                node.x = right if right > -float("inf") else 0.0
             right = node.x + node.width + gap
         # Pushing right to avoid overlaps drifts the layer; shift it back so it is balanced under its parents.
         drift = [nodes[n].centre - c for n, c in zip(layer, wanted, strict=True) if c is not None]
@@ -458,8 +461,8 @@ def _svg_state(node: _Node, x: float, y: float, rows: list[StateRow], out: list[
     kind = str(node.state.get("Type", "?"))
     name = node.key
     shown = name if len(name) <= _NAME_LIMIT else name[: _NAME_LIMIT - 1] + "…"
-    count = f" ×{len(rows)}" if len(rows) > 1 else ""
-    tip = f"{name} ({kind}): {status}" + (f", {len(rows)} visits" if len(rows) > 1 else "")
+    visits = f"×{len(rows)}" if len(rows) > 1 else ""
+    tip = f"{name} ({kind}): {status}" + (f", {len(rows)} visits" if visits else "")
     container = " container" if node.inner else ""
     out.append(
         f'<g class="state{container}" data-state="{escape(name)}" data-status="{escape(status)}" '
@@ -469,23 +472,20 @@ def _svg_state(node: _Node, x: float, y: float, rows: list[StateRow], out: list[
         f'rx="{6 if node.inner else 4}"/>'
     )
     if node.inner:
+        badge = f'<tspan class="count" dx="6">{visits}</tspan>' if visits else ""
         out.append(
             f'<rect class="header" x="{_fmt(x)}" y="{_fmt(y)}" width="{_fmt(node.width)}" '
             f'height="{_fmt(_CONTAINER_HEADER - 8)}" rx="6"/>'
-            f'<text class="name" x="{_fmt(x + 12)}" y="{_fmt(y + 18)}" text-anchor="start">{escape(shown)}'
-            f'<tspan class="kind" dx="8">{escape(kind)}{escape(count)}</tspan></text>'
+            f'<text class="name" x="{_fmt(x + 12)}" y="{_fmt(y + 18)}">{escape(shown)}'
+            f'<tspan class="kind" dx="8">{escape(kind)}</tspan>{badge}</text>'
         )
     else:
         cx = x + node.width / 2
+        badge = f'<tspan class="count"> · {visits}</tspan>' if visits else ""
         out.append(
             f'<text class="name" x="{_fmt(cx)}" y="{_fmt(y + 20)}">{escape(shown)}</text>'
-            f'<text class="kind" x="{_fmt(cx)}" y="{_fmt(y + 36)}">{escape(kind)}</text>'
+            f'<text class="kind" x="{_fmt(cx)}" y="{_fmt(y + 36)}">{escape(kind)}{badge}</text>'
         )
-        if count:
-            out.append(
-                f'<text class="count" x="{_fmt(x + node.width - 8)}" y="{_fmt(y + 14)}" '
-                f'text-anchor="end">{escape(count.strip())}</text>'
-            )
     out.append("</g>")
 
 
@@ -582,10 +582,10 @@ def _timeline(trace: Trace) -> str:
             if row.cause:
                 problem += f' <span title="{escape(row.cause)}">{escape(_short(row.cause))}</span>'
         delays = ", ".join(f"{d:.2f}s" for d in row.retry_delays)
+        iteration_attr = f' data-iteration="{escape(row.iteration)}"' if row.iteration else ""
         parts.append(
-            f'<tr data-state="{escape(row.name)}" data-row="{index}" data-status="{escape(row.status)}"'
-            f'{f" data-iteration={chr(34)}{escape(row.iteration)}{chr(34)}" if row.iteration else ""}>'
-            f'<td class="num">{index + 1}</td><td>{escape(row.name)}{iteration}</td><td>{escape(row.type)}</td>'
+            f'<tr data-state="{escape(row.name)}" data-row="{index}" data-status="{escape(row.status)}"{iteration_attr}>'
+            f'<td class="num">{index + 1}</td><td class="name">{escape(row.name)}{iteration}</td><td>{escape(row.type)}</td>'
             f'<td class="num">+{row.start:.3f}s</td><td class="num">{row.duration:.3f}s</td>'
             f'<td><span class="badge" data-status="{escape(row.status)}">{escape(row.status)}</span></td>'
             f'<td class="num">{row.attempts or ""}</td><td>{escape(delays)}</td><td class="problem">{problem}</td>'
@@ -663,7 +663,7 @@ h2 { font-size:16px; margin:0 0 8px; }
 [data-status="running"].badge { color:var(--run); background:var(--run-bg); }
 main { display:flex; gap:16px; padding:16px 24px; align-items:flex-start; }
 #graph { flex:1 1 auto; min-width:0; background:#fff; border:1px solid var(--line); border-radius:8px;
-  overflow:auto; max-height:80vh; }
+  overflow:auto; }
 .legend { display:flex; gap:14px; padding:8px 12px; font-size:12px; color:var(--muted);
   border-bottom:1px solid var(--line); flex-wrap:wrap; }
 .legend .key i { display:inline-block; width:12px; height:12px; border-radius:3px; margin-right:5px;
@@ -686,7 +686,8 @@ marker path { fill:#7d8998; }
 .terminal text { font-weight:600; }
 .state { cursor:pointer; outline:none; }
 .state .box { fill:var(--idle-bg); stroke:var(--idle); stroke-width:2; }
-.state.container .box { fill-opacity:.35; stroke-dasharray:5 3; }
+.state.container .box { fill:#fff !important; stroke-dasharray:5 3; }
+.state.container .name { text-anchor:start; }
 .state .header { fill:var(--idle-bg); stroke:none; }
 .state .name { font-weight:600; }
 .state[data-status="succeeded"] .box, .state[data-status="succeeded"] .header { fill:var(--ok-bg); stroke:var(--ok); }
@@ -699,9 +700,9 @@ marker path { fill:#7d8998; }
 .state[data-status="notrun"] .name { fill:var(--muted); font-weight:400; }
 .state.container .header { stroke:none; }
 .state:hover .box, .state:focus .box { stroke-width:3; }
-.state.selected > .box { stroke:var(--run); stroke-width:3.5; }
+.state.selected > .box { stroke-width:3.5; filter:drop-shadow(0 0 5px rgba(9,114,211,.85)); }
 .branch-sep { stroke:var(--line); stroke-dasharray:3 3; }
-#details { flex:0 0 400px; max-height:80vh; overflow:auto; background:#fff; border:1px solid var(--line);
+#details { flex:0 0 400px; position:sticky; top:8px; max-height:90vh; overflow:auto; background:#fff; border:1px solid var(--line);
   border-radius:8px; padding:12px 14px; }
 #details .hint { color:var(--muted); }
 #details h3 { margin:0 0 6px; font-size:16px; word-break:break-word; }
@@ -721,6 +722,7 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap
 #timeline tbody tr:hover { background:#f7fafd; }
 #timeline tbody tr.selected { background:var(--run-bg); }
 .iter { color:var(--muted); font-size:12px; }
+#timeline td.name { min-width:170px; }
 .problem b { color:var(--bad); font-weight:600; }
 .problem span { color:var(--muted); }
 td.gantt { width:28%; min-width:180px; }

@@ -27,7 +27,7 @@ from local_runtime.clock import VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rules, request_resources
 from local_runtime.lambdas import Invocation, LocalFunction
-from local_runtime.template import ACCOUNT_ID, LocalTemplate, StateMachineSpec, TemplateError
+from local_runtime.template import ACCOUNT_ID, LocalTemplate, TemplateError
 from local_runtime.trace import Trace
 from local_runtime.websockets import ConnectionRegistry
 
@@ -199,7 +199,7 @@ class LocalRuntime:
 
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = boto3.client(service, region_name=self.region)
+                self._clients[service] = boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
             return self._clients[service]
 
     def management_api(self, endpoint: str = "https://local.execute-api.us-east-1.amazonaws.com/local") -> Any:
@@ -245,12 +245,15 @@ class LocalRuntime:
                     TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
                 )
         for logical_id, resource in self.template.of_type("AWS::Serverless::SimpleTable").items():
-            key = (resource.get("Properties") or {}).get("PrimaryKey") or {"Name": "id", "Type": "String"}
-            short = {"String": "S", "Number": "N", "Binary": "B"}.get(key.get("Type", "String"), "S")
+            primary: dict[str, str] = (resource.get("Properties") or {}).get("PrimaryKey") or {
+                "Name": "id",
+                "Type": "String",
+            }
+            short = {"String": "S", "Number": "N", "Binary": "B"}.get(primary.get("Type", "String"), "S")
             ddb.create_table(
                 TableName=logical_id,
-                AttributeDefinitions=[{"AttributeName": key["Name"], "AttributeType": short}],
-                KeySchema=[{"AttributeName": key["Name"], "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": primary["Name"], "AttributeType": short}],
+                KeySchema=[{"AttributeName": primary["Name"], "KeyType": "HASH"}],
                 BillingMode="PAY_PER_REQUEST",
             )
 
@@ -411,10 +414,21 @@ class LocalRuntime:
         try:
             spec = self.template.state_machine(body.get("stateMachineArn", ""))
         except TemplateError:
-            return 400, headers, json.dumps({"__type": "StateMachineDoesNotExist", "message": "State Machine Does Not Exist"})
+            return (
+                400,
+                headers,
+                json.dumps({"__type": "StateMachineDoesNotExist", "message": "State Machine Does Not Exist"}),
+            )
         if spec.type != "EXPRESS":
-            return 400, headers, json.dumps(
-                {"__type": "StateMachineTypeNotSupported", "message": "This operation is not supported by this type of state machine"}
+            return (
+                400,
+                headers,
+                json.dumps(
+                    {
+                        "__type": "StateMachineTypeNotSupported",
+                        "message": "This operation is not supported by this type of state machine",
+                    }
+                ),
             )
         backend = self._backend()
         state_machine = backend.describe_state_machine(spec.arn)

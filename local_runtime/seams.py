@@ -140,7 +140,7 @@ def _install_botocore_faults() -> None:
     from botocore.endpoint import Endpoint
     from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
-    original = Endpoint._do_get_response
+    original = Endpoint._do_get_response  # type: ignore[attr-defined]
 
     def _do_get_response(self: Endpoint, request: Any, operation_model: Any, context: Any) -> Any:
         runtime = _active
@@ -171,7 +171,7 @@ def _install_botocore_faults() -> None:
         finally:
             _local.pending = None
 
-    Endpoint._do_get_response = _do_get_response  # type: ignore[method-assign]
+    Endpoint._do_get_response = _do_get_response  # type: ignore[attr-defined]
 
 
 def _client_timeouts(endpoint: Any, context: Any) -> tuple[float | None, float | None]:
@@ -226,19 +226,19 @@ def _install_stubber() -> None:
 
     original = BotocoreStubber.__call__
 
-    def __call__(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+    def stubber_call(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
         pending = getattr(_local, "pending", None)
         if pending is not None and self.enabled:
             _local.pending = None
             status, headers, body = pending
-            return AWSResponse(request.url, status, headers, MockRawResponse(body))
+            return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
         runtime = _active
         if runtime is not None and self.enabled and "://sync-states." in request.url:
             status, headers, body = runtime.handle_sync_states(request)
-            return AWSResponse(request.url, status, headers, MockRawResponse(body))
+            return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
         return original(self, event_name, request, **kwargs)
 
-    BotocoreStubber.__call__ = __call__  # type: ignore[method-assign]
+    BotocoreStubber.__call__ = stubber_call  # type: ignore[method-assign]
 
 
 # -- Lambda in-process ------------------------------------------------------------
@@ -335,7 +335,7 @@ def _install_interpreter_time() -> None:
 
     # Retry sleeps go through time.sleep, which the installed clock replaces;
     # jitter draws from the clock's seeded RNG so a run can be replayed.
-    jitter_strategy_decl.random = _JitterRandom()  # type: ignore[assignment]
+    setattr(jitter_strategy_decl, "random", _JitterRandom())  # noqa: B010 - the module's own name for it
 
     original_wait = WaitFunction._wait_interval
 

@@ -108,9 +108,10 @@ class LocalTemplate:
                 layer_dirs=layer_dirs,
                 timeout=int(function.timeout or 3),
                 memory=int(function.memory or 128),
-                environment={k: _env_value(v) for k, v in resolver.intrinsic_property_resolver(
-                    variables, ignore_errors=True
-                ).items()},
+                environment={
+                    k: _env_value(v)
+                    for k, v in resolver.intrinsic_property_resolver(variables, ignore_errors=True).items()
+                },
                 arn=f"arn:{PARTITION}:lambda:{region}:{ACCOUNT_ID}:function:{function.functionname}",
             )
 
@@ -218,9 +219,7 @@ def _resolver(
     return IntrinsicResolver(template=template, symbol_resolver=symbols)
 
 
-def _state_machine(
-    logical_id: str, props: dict[str, Any], base: Path, resolver: Any, region: str
-) -> StateMachineSpec:
+def _state_machine(logical_id: str, props: dict[str, Any], base: Path, resolver: Any, region: str) -> StateMachineSpec:
     definition_path: Path | None = None
     if "DefinitionUri" in props:
         uri = props["DefinitionUri"]
@@ -235,7 +234,9 @@ def _state_machine(
         text = json.dumps(props["Definition"])
     else:
         raise TemplateError(f"{logical_id}: a state machine needs Definition or DefinitionUri")
-    substitutions = resolver.intrinsic_property_resolver(props.get("DefinitionSubstitutions") or {}, ignore_errors=False)
+    substitutions = resolver.intrinsic_property_resolver(
+        props.get("DefinitionSubstitutions") or {}, ignore_errors=False
+    )
     text = substitute(text, substitutions, where=f"{logical_id} ({definition_path or 'Definition'})")
     try:
         definition = json.loads(text)

@@ -138,10 +138,10 @@ class Trace:
                     row.retry_delays.append(at - row.failures[-1]["at"])
                 row.attempts += 1
             elif kind in _FAILED:
-                details = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
-                error = details.get("error") or ("States.Timeout" if kind.endswith("TimedOut") else kind)
+                failure: dict[str, Any] = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
+                error = failure.get("error") or ("States.Timeout" if kind.endswith("TimedOut") else kind)
                 row.error = error
-                row.cause = details.get("cause")
+                row.cause = failure.get("cause")
                 row.failures.append({"at": at, "error": error, "cause": row.cause})
             elif kind.endswith("StateExited"):
                 details = event.get("stateExitedEventDetails") or {}

@@ -134,8 +134,9 @@ def check_template(template: Path, workdir: Path) -> int:
         problems: list[str] = []
         # LocalTemplate only substitutes ${Name}; anything else shaped like a placeholder
         # would reach AWS verbatim.
-        if _PLACEHOLDER.search(text):
-            problems.append("a ${...} placeholder is left after DefinitionSubstitutions")
+        leftover = sorted(set(_PLACEHOLDER.findall(text)))
+        if leftover:
+            problems.append(f"left unsubstituted after DefinitionSubstitutions: {', '.join(leftover)}")
         definition_file = workdir / f"{logical_id}.asl.json"
         definition_file.write_text(text, encoding="utf-8")
         valid, output = run_validator(definition_file)

@@ -55,11 +55,18 @@ def _requirements(code_dir: Path) -> list[str]:
     return names
 
 
-def _missing_distributions(code_dir: Path, built_dir: Path) -> list[str]:
-    installed = {
-        _canonical(entry.name.split("-", 1)[0]) for entry in built_dir.glob("*.dist-info") if entry.is_dir()
-    }
-    return [name for name in _requirements(code_dir) if _canonical(name) not in installed]
+def _check_requirements(
+    logical_id: str, code_dir: Path, built_dir: Path, checked: list[str], errors: list[str]
+) -> None:
+    required = _requirements(code_dir)
+    if not required:
+        return
+    installed = {_canonical(entry.name.split("-", 1)[0]) for entry in built_dir.glob("*.dist-info") if entry.is_dir()}
+    missing = [name for name in required if _canonical(name) not in installed]
+    if missing:
+        errors.append(f"{logical_id}: requirements.txt not installed in {built_dir}: {', '.join(missing)}")
+    else:
+        checked.append(f"{logical_id}: requirements.txt installed in {built_dir} ({', '.join(required)})")
 
 
 def _is_python(runtime: Any) -> bool:
@@ -136,9 +143,7 @@ def check_build(template_path: Path, build_dir: Path) -> tuple[list[str], list[s
             checked.append(f"{logical_id}: {built_dir} is not empty (runtime {props.get('Runtime')})")
         code_uri = props.get("CodeUri")
         if isinstance(code_uri, str):
-            missing = _missing_distributions(base / code_uri, built_dir)
-            if missing:
-                errors.append(f"{logical_id}: requirements.txt not installed in {built_dir}: {', '.join(missing)}")
+            _check_requirements(logical_id, base / code_uri, built_dir, checked, errors)
         problem = _points_at(built, logical_id, "CodeUri", build_dir, built_dir)
         if problem:
             errors.append(problem)
@@ -162,8 +167,10 @@ def check_build(template_path: Path, build_dir: Path) -> tuple[list[str], list[s
             continue
         if (content_dir / "python").is_dir():
             # Already laid out for AWS: the builder would nest it as python/python/, off sys.path.
-            errors.append(f"{logical_id}: ContentUri {content_dir} has a python/ folder; with BuildMethod "
-                          f"{build_method} put the packages at the ContentUri root")
+            errors.append(
+                f"{logical_id}: ContentUri {content_dir} has a python/ folder; with BuildMethod "
+                f"{build_method} put the packages at the ContentUri root"
+            )
             continue
         modules = _source_modules(content_dir)
         if not modules:
@@ -173,9 +180,7 @@ def check_build(template_path: Path, build_dir: Path) -> tuple[list[str], list[s
             errors.append(f"{logical_id}: missing under {site}: {', '.join(absent)}")
         elif modules:
             checked.append(f"{logical_id}: {len(modules)} module(s) under {site} ({', '.join(map(str, modules))})")
-        missing = _missing_distributions(content_dir, site)
-        if missing:
-            errors.append(f"{logical_id}: requirements.txt not installed in {site}: {', '.join(missing)}")
+        _check_requirements(logical_id, content_dir, site, checked, errors)
         problem = _points_at(built, logical_id, "ContentUri", build_dir, build_dir / logical_id)
         if problem:
             errors.append(problem)

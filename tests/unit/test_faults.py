@@ -42,7 +42,9 @@ def test_bad_rules_are_refused_with_a_clear_message(rule, message):
 
 def test_after_and_count_bound_when_a_rule_fires():
     injector = FaultInjector()
-    injector.add({"service": "dynamodb", "operation": "PutItem", "error": "InternalServerError", "after": 1, "count": 2})
+    injector.add(
+        {"service": "dynamodb", "operation": "PutItem", "error": "InternalServerError", "after": 1, "count": 2}
+    )
     fired = [injector.decide("dynamodb", "PutItem", ["T"], always, 0.0) is not None for _ in range(5)]
     assert fired == [False, True, True, False, False]
 

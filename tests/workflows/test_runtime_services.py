@@ -83,6 +83,7 @@ def test_FaultAfterAndCountLetCallsThrough(runtime_factory):
     with pytest.raises(ClientError) as failed:
         client.get_item(TableName="AttemptsTable", Key=key)
     assert failed.value.response["Error"]["Code"] == "InternalServerError"
+    assert len(runtime.faults.log) == 1
     assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     client.get_item(TableName="AttemptsTable", Key=key)
 

@@ -1,0 +1,117 @@
+"""The `bw` verbs on the fixture app, as a user types them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from local_runtime.cli import app
+
+APP = Path(__file__).resolve().parents[1] / "fixtures" / "app"
+TEMPLATE = str(APP / "template.yaml")
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def call(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return call
+
+
+def test_invoke_prints_the_return_value(cli):
+    result = cli("invoke", "SlowFunction", "-e", str(APP / "events" / "slow.json"), "-t", TEMPLATE)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"slept": 4.0}
+
+
+def test_invoke_reports_an_unhandled_error_and_exits_non_zero(cli):
+    result = cli("invoke", "ItemFunction", "-e", str(APP / "events" / "item_poison.json"), "-t", TEMPLATE)
+    assert result.exit_code == 1
+    assert '"errorType": "ValidationError"' in result.output
+    assert "item 13 is malformed" in result.output
+
+
+def test_invoke_rejects_an_unknown_function_clearly(cli):
+    result = cli("invoke", "NoSuchFunction", "-t", TEMPLATE)
+    assert result.exit_code == 2
+    assert "no function 'NoSuchFunction'" in result.output
+
+
+def test_invoke_rejects_an_event_that_is_not_json(cli, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    result = cli("invoke", "SlowFunction", "-e", str(bad), "-t", TEMPLATE)
+    assert result.exit_code == 2
+    assert "event is not JSON" in result.output
+
+
+def test_run_with_faults_prints_the_timeline_and_writes_html(cli, tmp_path):
+    page = tmp_path / "trace.html"
+    result = cli(
+        "run",
+        "RetryFlow",
+        "-e",
+        str(APP / "events" / "retry_flow.json"),
+        "-t",
+        TEMPLATE,
+        "--faults",
+        str(APP / "faults" / "throttle_putitem.yaml"),
+        "--html",
+        str(page),
+    )
+    assert result.exit_code == 0, result.output
+    for state in ("Record request", "Call flaky dependency", "Record success"):
+        assert state in result.output
+    assert "1.00s, 2.00s" in result.output  # retry delays of the flaky call
+    assert "faults injected: 1" in result.output
+    assert page.is_file()
+    assert "Call flaky dependency" in page.read_text(encoding="utf-8")
+
+
+def test_run_exits_non_zero_when_the_execution_fails(cli):
+    result = cli(
+        "run", "RetryFlow", "-e", str(APP / "events" / "retry_flow.json"), "-t", TEMPLATE, "-p", "FlakyFailures=9"
+    )
+    assert result.exit_code == 1
+    assert "FAILED" in result.output
+    assert "DependencyUnavailableError" in result.output
+
+
+def test_run_rejects_a_bad_parameter_override(cli):
+    result = cli("run", "RetryFlow", "-t", TEMPLATE, "-p", "FlakyFailures")
+    assert result.exit_code == 2
+    assert "expected K=V" in result.output
+
+
+def test_trace_replays_the_last_run(cli, tmp_path):
+    assert cli("run", "TimeoutFlow", "-e", str(APP / "events" / "slow.json"), "-t", TEMPLATE).exit_code == 0
+    result = cli("trace", "last", "--json")
+    assert result.exit_code == 0, result.output
+    trace = json.loads(result.stdout)
+    assert trace["stateMachine"] == "TimeoutFlow"
+    assert [row["name"] for row in trace["rows"]] == ["Call slow dependency", "Use cached answer", "Done"]
+    assert trace["rows"][0]["error"] == "States.Timeout"
+    page = tmp_path / "again.html"
+    assert cli("trace", trace["name"], "--html", str(page)).exit_code == 0
+    assert page.is_file()
+
+
+def test_trace_of_an_unknown_execution_says_so(cli):
+    result = cli("trace", "nope")
+    assert result.exit_code == 2
+    assert "no recorded execution" in result.output or "no execution recorded" in result.output
+
+
+def test_demo_runs_a_workflow_with_an_injected_fault(cli, tmp_path):
+    result = cli("demo", "--html", str(tmp_path / "demo.html"))
+    assert result.exit_code == 0, result.output
+    assert "ProvisionedThroughputExceededException" in result.output
+    assert "SUCCEEDED" in result.output
+    assert (tmp_path / "demo.html").is_file()
