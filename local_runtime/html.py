@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
+from itertools import pairwise
 from typing import Any
 
 from local_runtime.trace import StateRow, Trace, _short
@@ -269,7 +270,7 @@ def _assign_layers(order: list[str], roots: list[str], nodes: dict[str, _Node], 
         if name not in depth:  # unreachable: parked below everything else
             deepest += 1
             depth[name] = deepest
-    indegree = {name: 0 for name in order}
+    indegree = dict.fromkeys(order, 0)
     for edge in edges:
         if not edge.back:
             indegree[edge.target] += 1
@@ -310,7 +311,7 @@ def _insert_dummies(nodes: dict[str, _Node], edges: list[_Edge], order: list[str
 def _segments(edges: list[_Edge]) -> Iterator[tuple[str, str]]:
     for edge in edges:
         if not edge.back:
-            yield from zip(edge.chain, edge.chain[1:], strict=False)
+            yield from pairwise(edge.chain)
 
 
 def _order_layers(layers: list[list[str]], edges: list[_Edge], nodes: dict[str, _Node]) -> None:
@@ -415,7 +416,7 @@ def _edge_path(edge: _Edge, nodes: dict[str, _Node], dx: float, dy: float) -> st
         points += [(waypoint.centre + dx, waypoint.y + dy), (waypoint.centre + dx, waypoint.y + waypoint.height + dy)]
     points.append((target.centre + dx, target.y + dy - 2))
     path = [f"M{_fmt(points[0][0])},{_fmt(points[0][1])}"]
-    for i, ((x0, y0), (x1, y1)) in enumerate(zip(points, points[1:], strict=False)):
+    for i, ((x0, y0), (x1, y1)) in enumerate(pairwise(points)):
         if i % 2 == 1:  # through a waypoint's layer: straight down
             path.append(f"L{_fmt(x1)},{_fmt(y1)}")
         else:
@@ -461,7 +462,7 @@ def _svg_state(node: _Node, x: float, y: float, rows: list[StateRow], out: list[
     kind = str(node.state.get("Type", "?"))
     name = node.key
     shown = name if len(name) <= _NAME_LIMIT else name[: _NAME_LIMIT - 1] + "…"
-    visits = f"×{len(rows)}" if len(rows) > 1 else ""
+    visits = f"&#215;{len(rows)}" if len(rows) > 1 else ""
     tip = f"{name} ({kind}): {status}" + (f", {len(rows)} visits" if visits else "")
     container = " container" if node.inner else ""
     out.append(
@@ -563,7 +564,7 @@ def _timeline(trace: Trace) -> str:
     parts = [
         '<table id="timeline"><thead><tr><th>#</th><th>State</th><th>Type</th><th>Start</th><th>Duration</th>'
         "<th>Status</th><th>Attempts</th><th>Retry delays</th><th>Error / cause</th>"
-        f'<th class="gantt-head">0 – {total:.3f}s</th></tr></thead><tbody>'
+        f'<th class="gantt-head">0 &#8211; {total:.3f}s</th></tr></thead><tbody>'
     ]
     for index, row in enumerate(trace.rows):
         # With nothing to scale by (a run that took no virtual time) every bar is a sliver at the start.
@@ -584,8 +585,9 @@ def _timeline(trace: Trace) -> str:
         delays = ", ".join(f"{d:.2f}s" for d in row.retry_delays)
         iteration_attr = f' data-iteration="{escape(row.iteration)}"' if row.iteration else ""
         parts.append(
-            f'<tr data-state="{escape(row.name)}" data-row="{index}" data-status="{escape(row.status)}"{iteration_attr}>'
-            f'<td class="num">{index + 1}</td><td class="name">{escape(row.name)}{iteration}</td><td>{escape(row.type)}</td>'
+            f'<tr data-state="{escape(row.name)}" data-row="{index}" data-status="{escape(row.status)}"'
+            f'{iteration_attr}><td class="num">{index + 1}</td>'
+            f'<td class="name">{escape(row.name)}{iteration}</td><td>{escape(row.type)}</td>'
             f'<td class="num">+{row.start:.3f}s</td><td class="num">{row.duration:.3f}s</td>'
             f'<td><span class="badge" data-status="{escape(row.status)}">{escape(row.status)}</span></td>'
             f'<td class="num">{row.attempts or ""}</td><td>{escape(delays)}</td><td class="problem">{problem}</td>'
@@ -702,8 +704,8 @@ marker path { fill:#7d8998; }
 .state:hover .box, .state:focus .box { stroke-width:3; }
 .state.selected > .box { stroke-width:3.5; filter:drop-shadow(0 0 5px rgba(9,114,211,.85)); }
 .branch-sep { stroke:var(--line); stroke-dasharray:3 3; }
-#details { flex:0 0 400px; position:sticky; top:8px; max-height:90vh; overflow:auto; background:#fff; border:1px solid var(--line);
-  border-radius:8px; padding:12px 14px; }
+#details { flex:0 0 400px; position:sticky; top:8px; max-height:90vh; overflow:auto; background:#fff;
+  border:1px solid var(--line); border-radius:8px; padding:12px 14px; }
 #details .hint { color:var(--muted); }
 #details h3 { margin:0 0 6px; font-size:16px; word-break:break-word; }
 #details h4 { margin:10px 0 4px; font-size:13px; color:var(--muted); text-transform:uppercase; letter-spacing:.03em; }

@@ -18,7 +18,7 @@ import uuid
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from local_runtime.clock import VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rules, request_resources
 from local_runtime.lambdas import Invocation, LocalFunction
-from local_runtime.template import ACCOUNT_ID, LocalTemplate, TemplateError
+from local_runtime.template import ACCOUNT_ID, LocalTemplate, ScheduleSpec, TemplateError
 from local_runtime.trace import Trace
 from local_runtime.websockets import ConnectionRegistry
 
@@ -153,6 +153,7 @@ class LocalRuntime:
         self._clients: dict[str, Any] = {}
         self._started = False
         self._lock = threading.Lock()
+        self._next_fire: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> LocalRuntime:
@@ -219,6 +220,12 @@ class LocalRuntime:
         self._create_queues()
         self._create_functions()
         self._create_state_machines()
+        self._create_schedules()
+        self._next_fire = {
+            spec.name: self.clock.now() + period
+            for spec in self.template.schedules
+            if spec.enabled and (period := spec.rate_seconds) is not None
+        }
 
     def _create_tables(self) -> None:
         ddb = self.client("dynamodb")
@@ -309,6 +316,81 @@ class LocalRuntime:
             sfn.create_state_machine(
                 name=spec.name, definition=json.dumps(spec.definition), roleArn=role, type=spec.type
             )
+
+    def _create_schedules(self) -> None:
+        role = f"arn:aws:iam::{ACCOUNT_ID}:role/{_STATES_ROLE}"
+        for spec in self.template.schedules:
+            target = self._target_arn(spec)
+            if spec.kind == "ScheduleV2":
+                target_spec: dict[str, Any] = {"Arn": target, "RoleArn": role}
+                if spec.input is not None:
+                    target_spec["Input"] = spec.input
+                self.client("scheduler").create_schedule(
+                    Name=spec.name,
+                    ScheduleExpression=spec.expression,
+                    FlexibleTimeWindow={"Mode": "OFF"},
+                    Target=target_spec,
+                    State="ENABLED" if spec.enabled else "DISABLED",
+                )
+            else:
+                events = self.client("events")
+                events.put_rule(
+                    Name=spec.name,
+                    ScheduleExpression=spec.expression,
+                    State="ENABLED" if spec.enabled else "DISABLED",
+                )
+                target_entry: dict[str, Any] = {"Id": spec.target, "Arn": target}
+                if spec.input is not None:
+                    target_entry["Input"] = spec.input
+                events.put_targets(Rule=spec.name, Targets=[target_entry])
+
+    def _target_arn(self, spec: ScheduleSpec) -> str:
+        if spec.target_type == "function":
+            return self.template.function(spec.target).arn
+        return self.template.state_machine(spec.target).arn
+
+    # -- schedules -----------------------------------------------------------------------
+    def advance(self, seconds: float) -> list[ExecutionResult | Invocation]:
+        """Let ``seconds`` of virtual time pass, firing due ``rate(...)`` schedules in order.
+
+        Each firing runs to completion at its own time (an execution that is
+        still running when the next one is due would overlap on AWS; the
+        workflows guard against that themselves, and the tests prove it).
+        """
+        end = self.clock.now() + seconds
+        fired: list[ExecutionResult | Invocation] = []
+        while True:
+            due = [(when, name) for name, when in self._next_fire.items() if when <= end]
+            if not due:
+                break
+            when, name = min(due)
+            spec = next(s for s in self.template.schedules if s.name == name)
+            self.clock.advance_to(when)
+            self._next_fire[name] = when + (spec.rate_seconds or 0)
+            fired.append(self._fire(spec, when))
+        self.clock.advance_to(end)
+        return fired
+
+    def _fire(self, spec: ScheduleSpec, when: float) -> ExecutionResult | Invocation:
+        if spec.input is not None:
+            payload: Any = json.loads(spec.input)
+        elif spec.kind == "Schedule":
+            payload = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": ACCOUNT_ID,
+                "time": datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": self.region,
+                "resources": [f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{spec.name}"],
+                "detail": {},
+            }
+        else:
+            payload = {}
+        if spec.target_type == "function":
+            return self.invoke(spec.target, payload)
+        return self.run(spec.target, payload)
 
     # -- Lambda ------------------------------------------------------------------------
     def function(self, name: str) -> LocalFunction:

@@ -51,6 +51,7 @@ SEAMS: tuple[tuple[str, str], ...] = (
     ("moto.stepfunctions.parser.backend.execution_worker", "ExecutionWorker._execution_logic"),
     ("moto.stepfunctions.parser.backend.execution", "SyncExecution.to_start_sync_execution_output"),
     ("moto.stepfunctions.parser.asl.utils.boto_client", "boto_client_for"),
+    ("moto.stepfunctions.parser.asl.eval.evaluation_details", "ExecutionDetails.__init__"),
 )
 
 _active: LocalRuntime | None = None
@@ -116,6 +117,7 @@ def install_seams() -> None:
         _install_websockets()
         _install_interpreter_time()
         _install_client_cache()
+        _install_context_object_fixes()
         _installed = True
 
 
@@ -444,3 +446,18 @@ def _install_client_cache() -> None:
         module = importlib.import_module(info.name)
         if getattr(module, "boto_client_for", None) is original:
             module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+
+def _install_context_object_fixes() -> None:
+    """``$$.Execution.StartTime`` is an ISO-8601 string on AWS; moto passes a datetime,
+    which breaks ``States.Format`` and every JSON serialisation of the context."""
+    from moto.stepfunctions.parser.asl.eval.evaluation_details import ExecutionDetails
+
+    original = ExecutionDetails.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - replaces __init__
+        original(self, *args, **kwargs)
+        if isinstance(self.start_time, datetime.datetime):
+            self.start_time = _iso(self.start_time.timestamp())
+
+    ExecutionDetails.__init__ = __init__  # type: ignore[method-assign]

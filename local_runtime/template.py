@@ -24,7 +24,7 @@ from typing import Any
 
 from local_runtime.lambdas import FunctionSpec
 
-__all__ = ["LocalTemplate", "StateMachineSpec", "TemplateError"]
+__all__ = ["LocalTemplate", "ScheduleSpec", "StateMachineSpec", "TemplateError"]
 
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
@@ -46,6 +46,28 @@ class StateMachineSpec:
     events: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A ``Schedule``/``ScheduleV2`` event of a function or state machine."""
+
+    name: str
+    kind: str  # "Schedule" (EventBridge rule) or "ScheduleV2" (EventBridge Scheduler)
+    target: str  # logical id
+    target_type: str  # "function" or "state_machine"
+    expression: str
+    input: str | None
+    enabled: bool
+
+    @property
+    def rate_seconds(self) -> float | None:
+        """The period of a ``rate(...)`` expression; ``cron(...)`` is not simulated."""
+        match = re.fullmatch(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)", self.expression.strip())
+        if match is None:
+            return None
+        unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+        return int(match.group(1)) * unit
+
+
 @dataclass
 class LocalTemplate:
     path: Path
@@ -55,6 +77,7 @@ class LocalTemplate:
     resources: dict[str, dict[str, Any]]
     functions: dict[str, FunctionSpec]
     state_machines: dict[str, StateMachineSpec]
+    schedules: list[ScheduleSpec] = field(default_factory=list)
 
     @classmethod
     def load(
@@ -122,7 +145,8 @@ class LocalTemplate:
             props = resource.get("Properties") or {}
             state_machines[logical_id] = _state_machine(logical_id, props, base, resolver, region)
 
-        return cls(template_path, region, stack_name, parameters, resources, functions, state_machines)
+        schedules = _schedules(resources, resolver)
+        return cls(template_path, region, stack_name, parameters, resources, functions, state_machines, schedules)
 
     def of_type(self, *types: str) -> dict[str, dict[str, Any]]:
         return {lid: r for lid, r in self.resources.items() if r.get("Type") in types}
@@ -144,6 +168,33 @@ class LocalTemplate:
         raise TemplateError(
             f"no state machine {name!r} in the template; state machines: {', '.join(sorted(self.state_machines))}"
         )
+
+
+def _schedules(resources: dict[str, Any], resolver: Any) -> list[ScheduleSpec]:
+    kinds = {"AWS::Serverless::StateMachine": "state_machine", "AWS::Serverless::Function": "function"}
+    found: list[ScheduleSpec] = []
+    for logical_id, resource in resources.items():
+        target_type = kinds.get(resource.get("Type", ""))
+        if target_type is None:
+            continue
+        for event_id, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
+            if event.get("Type") not in ("Schedule", "ScheduleV2"):
+                continue
+            props = resolver.intrinsic_property_resolver(event.get("Properties") or {}, ignore_errors=True)
+            state = str(props.get("State", "ENABLED")).upper()
+            enabled = bool(props.get("Enabled", True)) and state == "ENABLED"
+            found.append(
+                ScheduleSpec(
+                    name=str(props.get("Name") or f"{logical_id}{event_id}"),
+                    kind=event["Type"],
+                    target=logical_id,
+                    target_type=target_type,
+                    expression=str(props["Schedule"] if "Schedule" in props else props.get("ScheduleExpression", "")),
+                    input=props.get("Input"),
+                    enabled=enabled,
+                )
+            )
+    return found
 
 
 def _env_value(value: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -158,3 +159,20 @@ def test_UnhandledErrorsSurfaceWithTheirClassName(runtime_factory):
 
     assert invocation.error_type == "ValidationError"
     assert invocation.error_message == "item 9 is malformed"
+
+
+def test_RateScheduleFiresOncePerPeriodInVirtualTime(runtime_factory):
+    runtime = runtime_factory()
+    schedules = runtime.client("scheduler").list_schedules()["Schedules"]
+    assert [s["Name"] for s in schedules] == ["TickFlowEveryMinute"]
+
+    fired = runtime.advance(180)
+
+    assert [r.status for r in fired] == ["SUCCEEDED"] * 3
+    ticks = [item for item in runtime.items("AttemptsTable") if item["pk"].startswith("tick#")]
+    assert len(ticks) == 3
+    assert {item["source"] for item in ticks} == {"schedule"}
+    # $$.Execution.StartTime is an ISO-8601 string, as on AWS.
+    assert all(re.fullmatch(r"tick#\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["pk"]) for item in ticks)
+    starts = sorted(r.start.timestamp() for r in fired)
+    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == pytest.approx([60.0, 60.0])
