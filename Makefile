@@ -68,13 +68,15 @@ sam-validate: $(STAMP)
 asl: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python tools/check_asl.py $(TEMPLATES)
 
+# Into a throwaway workspace: the build, SAM's cache and the build.toml SAM writes beside the build dir.
 build: $(STAMP)
 	@set -e; for t in $(TEMPLATES); do \
-		dir=$$(mktemp -d); \
-		echo "sam build -t $$t --build-dir $$dir"; \
-		$(BIN)/sam build -t $$t --build-dir $$dir --cache-dir $$dir/.cache >$$dir.log 2>&1 || { cat $$dir.log; exit 1; }; \
-		$(BIN)/python tools/check_build.py $$t $$dir; \
-		rm -rf $$dir $$dir.log; \
+		ws=$$(mktemp -d); \
+		echo "sam build -t $$t --build-dir $$ws/build"; \
+		$(BIN)/sam build -t $$t --build-dir $$ws/build --cache-dir $$ws/cache >$$ws/build.log 2>&1 \
+			|| { cat $$ws/build.log; rm -rf $$ws; exit 1; }; \
+		$(BIN)/python tools/check_build.py $$t $$ws/build || { rm -rf $$ws; exit 1; }; \
+		rm -rf $$ws; \
 	done
 
 pytest: $(STAMP) browser

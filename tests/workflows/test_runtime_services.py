@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -175,4 +176,4 @@ def test_RateScheduleFiresOncePerPeriodInVirtualTime(runtime_factory):
     # $$.Execution.StartTime is an ISO-8601 string, as on AWS.
     assert all(re.fullmatch(r"tick#\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["pk"]) for item in ticks)
     starts = sorted(r.start.timestamp() for r in fired)
-    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == pytest.approx([60.0, 60.0])
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([60.0, 60.0])
