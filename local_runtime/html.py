@@ -406,8 +406,9 @@ def _fmt(value: float) -> str:
 def _edge_path(edge: _Edge, nodes: dict[str, _Node], dx: float, dy: float) -> str:
     source, target = nodes[edge.source], nodes[edge.target]
     if edge.back:
-        sx, sy = source.x + source.width + dx, source.y + source.height / 2 + dy
-        tx, ty = target.x + target.width + dx, target.y + target.height / 2 + dy
+        # Leave low and come back in high, so a state looping onto itself still shows a visible loop.
+        sx, sy = source.x + source.width + dx, source.y + source.height * 0.65 + dy
+        tx, ty = target.x + target.width + dx, target.y + target.height * 0.35 + dy
         lane = edge.lane + dx
         return f"M{_fmt(sx)},{_fmt(sy)} H{_fmt(lane)} V{_fmt(ty)} H{_fmt(tx + 2)}"
     points: list[tuple[float, float]] = [(source.centre + dx, source.y + source.height + dy)]
