@@ -28,7 +28,7 @@ from local_runtime.environ import ThreadEnviron
 from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rules, request_resources
 from local_runtime.lambdas import Invocation, LocalFunction
 from local_runtime.template import ACCOUNT_ID, LocalTemplate, ScheduleSpec, TemplateError
-from local_runtime.trace import Trace
+from local_runtime.trace import Trace, maybe_json
 from local_runtime.websockets import ConnectionRegistry
 
 __all__ = ["ExecutionResult", "LocalRuntime", "fake_aws_environment"]
@@ -464,8 +464,8 @@ class LocalRuntime:
             name=described["name"],
             state_machine=spec.logical_id,
             status=described["status"],
-            input=_maybe_json(described.get("input")),
-            output=_maybe_json(described.get("output")),
+            input=maybe_json(described.get("input")),
+            output=maybe_json(described.get("output")),
             error=described.get("error"),
             cause=described.get("cause"),
             start=described["startDate"],
@@ -559,15 +559,6 @@ class LocalRuntime:
 
 def _within(at: float, start: datetime, stop: datetime | None) -> bool:
     return start.timestamp() - 1e-6 <= at and (stop is None or at <= stop.timestamp() + 1e-6)
-
-
-def _maybe_json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -117,7 +117,7 @@ class Trace:
                     name=details.get("name", "?"),
                     type=kind[: -len("StateEntered")],
                     start=at,
-                    input=_parse(details.get("input")),
+                    input=maybe_json(details.get("input")),
                     iteration=branch.split("/", 1)[-1] if branch else None,
                 )
                 rows.append(row)
@@ -146,7 +146,7 @@ class Trace:
             elif kind.endswith("StateExited"):
                 details = event.get("stateExitedEventDetails") or {}
                 row.end = at
-                row.output = _parse(details.get("output"))
+                row.output = maybe_json(details.get("output"))
                 row.status = "caught" if row.error and not _succeeded_after_failure(row) else "succeeded"
                 if row.error and row.status == "succeeded":
                     row.status = "retried"
@@ -278,7 +278,8 @@ def _short(text: str | None, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _parse(value: Any) -> Any:
+def maybe_json(value: Any) -> Any:
+    """A JSON document given as a string, decoded; anything else as it is."""
     if isinstance(value, str):
         try:
             return json.loads(value)

@@ -43,10 +43,12 @@ class BreakwaterError(Exception):
     public_message: ClassVar[str] = "Internal error"
     #: Whether a Retry in ASL (or the in-call retry policy) may try again.
     retryable: ClassVar[bool] = False
+    #: Seconds a client is told to wait before trying again (503s), if any.
+    default_retry_after: ClassVar[int | None] = None
 
     def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
         super().__init__(message or self.public_message)
-        self.retry_after = retry_after
+        self.retry_after = retry_after if retry_after is not None else self.default_retry_after
 
     def to_response(self, correlation_id: str | None = None) -> dict[str, Any]:
         """The public error body: never the internal message, never a token."""
@@ -79,9 +81,7 @@ class ServiceTimeoutError(RetryableError):
 
     code = "SERVICE_TIMEOUT"
     public_message = "A dependency timed out"
-
-    def __init__(self, message: str | None = None, *, retry_after: int | None = 5) -> None:
-        super().__init__(message, retry_after=retry_after)
+    default_retry_after = 5
 
 
 class CircuitOpenError(BreakwaterError):
@@ -94,9 +94,7 @@ class CircuitOpenError(BreakwaterError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
     public_message = "Service temporarily unavailable"
-
-    def __init__(self, message: str | None = None, *, retry_after: int | None = 5) -> None:
-        super().__init__(message, retry_after=retry_after)
+    default_retry_after = 5
 
 
 class DependencyUnavailableError(BreakwaterError):
@@ -105,9 +103,7 @@ class DependencyUnavailableError(BreakwaterError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
     public_message = "Service temporarily unavailable"
-
-    def __init__(self, message: str | None = None, *, retry_after: int | None = 5) -> None:
-        super().__init__(message, retry_after=retry_after)
+    default_retry_after = 5
 
 
 class GoneError(BreakwaterError):
