@@ -154,6 +154,7 @@ class LocalRuntime:
         self._started = False
         self._lock = threading.Lock()
         self._next_fire: dict[str, float] = {}
+        self._provisioning = False
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> LocalRuntime:
@@ -170,11 +171,14 @@ class LocalRuntime:
         self.clock.install()
         ThreadEnviron.install()
         self._started = True
+        self._provisioning = True
         try:
             self._provision()
         except Exception:
             self.stop()
             raise
+        finally:
+            self._provisioning = False
         return self
 
     def stop(self) -> None:
@@ -409,7 +413,8 @@ class LocalRuntime:
 
     # -- faults -------------------------------------------------------------------------
     def decide_fault(self, *, service: str, operation: str, body: Any, url: str) -> Fault | None:
-        if not self.faults.rules:
+        # Faults are about running the stack, not creating it: provisioning never meets them.
+        if not self.faults.rules or self._provisioning:
             return None
         return self.faults.decide(
             service, operation, request_resources(body, url), self.clock.random.random, self.clock.now()

@@ -58,6 +58,7 @@ _active: LocalRuntime | None = None
 _installed = False
 _install_lock = threading.Lock()
 _local = threading.local()
+_DYNAMODB_LOCK = threading.Lock()
 
 
 def active() -> LocalRuntime | None:
@@ -238,6 +239,11 @@ def _install_stubber() -> None:
         if runtime is not None and self.enabled and "://sync-states." in request.url:
             status, headers, body = runtime.handle_sync_states(request)
             return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+        if runtime is not None and "://dynamodb." in request.url:
+            # DynamoDB applies each request to an item atomically (conditional writes and
+            # ADDs never interleave); moto does not lock, so the runtime serialises them.
+            with _DYNAMODB_LOCK:
+                return original(self, event_name, request, **kwargs)
         return original(self, event_name, request, **kwargs)
 
     BotocoreStubber.__call__ = stubber_call  # type: ignore[method-assign]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "BreakerStoreError",
     "BreakwaterError",
     "CircuitOpenError",
     "ConfigurationError",
@@ -99,6 +100,19 @@ class CircuitOpenError(BreakwaterError):
 
 class DependencyUnavailableError(BreakwaterError):
     """A critical dependency is down and there is no safe fallback."""
+
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+    public_message = "Service temporarily unavailable"
+    default_retry_after = 5
+
+
+class BreakerStoreError(BreakwaterError):
+    """The Breakers table could not be read or written.
+
+    The breaker decides per policy what this means: fail open (allow the call)
+    for availability dependencies, fail closed for the security path.
+    """
 
     status = 503
     code = "SERVICE_UNAVAILABLE"

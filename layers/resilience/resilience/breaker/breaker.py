@@ -1,0 +1,398 @@
+"""The fleet-wide circuit breaker.
+
+Shaped like Powertools' circuit breaker (decorator, config object, a
+persistence store passed in, ``on_circuit_open`` fallback, ``on_transition``
+hook), with one difference that matters in a fleet: failures are counted in
+the shared record, not per execution environment. When a dependency dies,
+the first environments to fail push the *fleet's* count over the threshold;
+every other environment learns the breaker is OPEN from the answer to its
+own first failure (or its next refresh) instead of paying the whole
+threshold itself.
+
+Costs on the healthy path: an environment trusts its cached view for
+``refresh_interval`` and aggregates its successes locally, so it makes at
+most one store request per interval (the flush of its successes returns the
+current record, which doubles as the refresh). A failure is written at once,
+because it may be the one that crosses the threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from enum import Enum
+from typing import Any, ParamSpec, TypeVar
+
+from resilience.breaker.config import BreakerPolicy
+from resilience.breaker.state import BreakerRecord, BreakerState, BreakerStats, CircuitInfo, Counts, Transition
+from resilience.breaker.store.base import BreakerStore, CountUpdate, StateChange
+from resilience.errors import BreakerStoreError, CircuitOpenError
+
+__all__ = ["CircuitBreaker"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
+
+
+class _Admission(Enum):
+    CALL = "call"
+    PROBE = "probe"
+
+
+class CircuitBreaker:
+    """One breaker (dependency + operation), as seen from one execution environment."""
+
+    def __init__(
+        self,
+        name: str,
+        store: BreakerStore,
+        policy: BreakerPolicy | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        on_transition: Callable[[Transition], None] | None = None,
+        on_circuit_open: Callable[..., Any] | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.policy = policy or BreakerPolicy()
+        # Looked up at call time so a patched clock (tests, the offline runtime) is honoured.
+        self._clock = clock or (lambda: time.time())
+        self.on_transition = on_transition
+        self.on_circuit_open = on_circuit_open
+        self.owner = owner or f"{os.getpid()}#{uuid.uuid4().hex[:12]}"
+        self._lock = threading.Lock()
+        self._record: BreakerRecord | None = None
+        self._fetched_at = float("-inf")
+        self._pending = Counts()
+        self._pending_success_at: float | None = None
+        self._last_flush = self._clock()
+        self._probing = False
+
+    # -- public API -------------------------------------------------------------------
+    def call(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``function`` through the breaker.
+
+        OPEN: the function is not called; ``on_circuit_open(*args, **kwargs,
+        circuit=CircuitInfo)`` answers instead, or :class:`CircuitOpenError` is raised.
+        """
+        try:
+            admission = self._admit()
+        except CircuitOpenError as exc:
+            if self.on_circuit_open is not None:
+                return self.on_circuit_open(*args, **kwargs, circuit=exc.circuit)  # type: ignore[attr-defined, no-any-return]
+            raise
+        started = self._clock()
+        try:
+            result = function(*args, **kwargs)
+        except BaseException as exc:
+            self._record_outcome(admission, started, exc)
+            raise
+        self._record_outcome(admission, started, None)
+        return result
+
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
+        """Use the breaker as a decorator."""
+
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return self.call(function, *args, **kwargs)
+
+        return wrapper
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """``with breaker.guard(): ...`` — raises CircuitOpenError instead of entering when open."""
+        admission = self._admit()
+        started = self._clock()
+        try:
+            yield
+        except BaseException as exc:
+            self._record_outcome(admission, started, exc)
+            raise
+        self._record_outcome(admission, started, None)
+
+    def state(self) -> BreakerState:
+        """The state this environment currently acts on (may be up to one refresh old)."""
+        return self._view(self._clock()).state
+
+    def stats(self) -> BreakerStats:
+        """Fresh from the store: state, window counts, failure rate, timestamps."""
+        now = self._clock()
+        record = self.store.get(self.name) or BreakerRecord(self.name)
+        window = record.window(now, self.policy.window_seconds)
+        return BreakerStats(
+            name=self.name,
+            state=record.state,
+            version=record.version,
+            calls=window.calls,
+            failures=window.failures,
+            slow_calls=window.slow,
+            failure_rate=window.failures / window.calls if window.calls else 0.0,
+            consecutive_failures=record.consecutive_failures,
+            opened_at=record.opened_at,
+            next_attempt_at=record.next_attempt_at,
+            last_failure_at=record.last_failure_at,
+            last_success_at=record.last_success_at,
+            forced=record.forced,
+        )
+
+    def reset(self) -> None:
+        """Operator action: close the breaker now, with a fresh window."""
+        self._operator_change(StateChange(BreakerState.CLOSED, at=self._clock()), "manual reset")
+
+    def force_open(self) -> None:
+        """Operator action: open the breaker and keep it open (no probes) until reset."""
+        now = self._clock()
+        self._operator_change(StateChange(BreakerState.OPEN, opened_at=now, forced=True, at=now), "forced open")
+
+    def flush(self) -> None:
+        """Report aggregated successes now (e.g. before an environment is frozen)."""
+        self._flush(self._clock())
+
+    # -- admission ----------------------------------------------------------------------
+    def _admit(self) -> _Admission:
+        now = self._clock()
+        record = self._view(now)
+        if record.state is BreakerState.CLOSED:
+            return _Admission.CALL
+        if record.forced:
+            raise self._open_error(record)
+        if record.state is BreakerState.OPEN:
+            if record.next_attempt_at is not None and now < record.next_attempt_at:
+                raise self._open_error(record)
+            return self._try_probe(record, now)
+        # HALF_OPEN: one probe at a time across the fleet, under a lease.
+        with self._lock:
+            probing_here = self._probing
+        lease_free = record.probe_owner is None or (record.probe_lease_until or 0.0) <= now
+        if lease_free and not probing_here:
+            return self._try_probe(record, now)
+        raise self._open_error(record)
+
+    def _try_probe(self, record: BreakerRecord, now: float) -> _Admission:
+        with self._lock:
+            if self._probing:
+                raise self._open_error(record)
+            self._probing = True
+        change = StateChange(
+            BreakerState.HALF_OPEN,
+            opened_at=record.opened_at,
+            next_attempt_at=record.next_attempt_at,
+            probe_owner=self.owner,
+            probe_lease_until=now + self.policy.probe_lease_seconds,
+            half_open_successes=record.half_open_successes if record.state is BreakerState.HALF_OPEN else 0,
+            at=now,
+        )
+        try:
+            won = self.store.change(self.name, change, expected_version=record.version)
+        except BreakerStoreError:
+            won = None
+        if won is None:
+            with self._lock:
+                self._probing = False
+            self._refresh(now)
+            raise self._open_error(self._record or record)
+        self._remember(won, now)
+        if record.state is BreakerState.OPEN:
+            self._notify(record.state, BreakerState.HALF_OPEN, now, "recovery timeout elapsed: probing")
+        return _Admission.PROBE
+
+    # -- outcomes ---------------------------------------------------------------------------
+    def _record_outcome(self, admission: _Admission, started: float, exc: BaseException | None) -> None:
+        now = self._clock()
+        slow = self.policy.slow_call_seconds is not None and now - started > self.policy.slow_call_seconds
+        failed = slow or (exc is not None and self.policy.is_failure(exc))
+        if admission is _Admission.PROBE:
+            self._probe_done(now, failed)
+        elif failed:
+            self._failure(now, slow)
+        else:
+            self._success(now)
+
+    def _success(self, now: float) -> None:
+        with self._lock:
+            self._pending = self._pending + Counts(calls=1)
+            self._pending_success_at = now
+            due = now - self._last_flush >= self.policy.refresh_interval
+        if due:
+            self._flush(now)
+
+    def _failure(self, now: float, slow: bool) -> None:
+        pending, success_at, record = self._take_pending(now)
+        update = CountUpdate(
+            version=record.version,
+            bucket=self._bucket(now),
+            delta=pending + Counts(calls=1, failures=1, slow=1 if slow else 0),
+            at=now,
+            consecutive=1,
+            latest_success_at=success_at,
+            prune=record.counters_outside(now, self.policy.window_seconds, self.policy.bucket_seconds),
+        )
+        try:
+            written = self.store.add(self.name, update)
+        except BreakerStoreError:
+            logger.warning("breaker %s: could not record a failure; the Breakers table is unavailable", self.name)
+            return
+        self._remember(written, now)
+        if written.state is BreakerState.CLOSED and self._should_open(written, now):
+            reason = (
+                f"{written.consecutive_failures} consecutive failures"
+                if written.consecutive_failures >= self.policy.failure_threshold
+                else f"failure rate over {self.policy.window_seconds:g}s reached the threshold"
+            )
+            self._transition(written, self._open_change(now), reason)
+
+    def _probe_done(self, now: float, failed: bool) -> None:
+        record = self._record or BreakerRecord(self.name)
+        try:
+            if failed:
+                self._transition(record, self._open_change(now), "probe failed")
+            elif record.half_open_successes + 1 >= self.policy.success_threshold:
+                self._transition(record, StateChange(BreakerState.CLOSED, at=now), "probes succeeded")
+            else:
+                # Release the lease: the next probe may come from any environment.
+                change = StateChange(
+                    BreakerState.HALF_OPEN,
+                    opened_at=record.opened_at,
+                    next_attempt_at=record.next_attempt_at,
+                    half_open_successes=record.half_open_successes + 1,
+                    at=now,
+                )
+                self._transition(record, change, "probe succeeded")
+        finally:
+            with self._lock:
+                self._probing = False
+
+    def _transition(self, record: BreakerRecord, change: StateChange, reason: str) -> None:
+        now = change.at
+        try:
+            changed = self.store.change(self.name, change, expected_version=record.version)
+        except BreakerStoreError:
+            logger.warning("breaker %s: transition to %s not stored (table unavailable)", self.name, change.state)
+            return
+        if changed is None:
+            # Another environment transitioned first: adopt its result, never flap.
+            self._refresh(now)
+            return
+        self._remember(changed, now)
+        if changed.state is not record.state:
+            self._notify(record.state, changed.state, now, reason)
+
+    def _open_change(self, now: float) -> StateChange:
+        return StateChange(
+            BreakerState.OPEN, opened_at=now, next_attempt_at=now + self.policy.recovery_timeout, at=now
+        )
+
+    def _should_open(self, record: BreakerRecord, now: float) -> bool:
+        if record.consecutive_failures >= self.policy.failure_threshold:
+            return True
+        window = record.window(now, self.policy.window_seconds)
+        return (
+            window.calls >= self.policy.minimum_calls
+            and window.failures * 100 >= self.policy.failure_rate_threshold * window.calls
+        )
+
+    # -- the local view -------------------------------------------------------------------------
+    def _view(self, now: float) -> BreakerRecord:
+        with self._lock:
+            fresh = self._record is not None and now - self._fetched_at < self.policy.refresh_interval
+            if fresh and self._record is not None:
+                return self._record
+            has_pending = bool(self._pending)
+        if has_pending:
+            self._flush(now)
+        else:
+            self._refresh(now)
+        with self._lock:
+            return self._record or BreakerRecord(self.name)
+
+    def _refresh(self, now: float) -> None:
+        try:
+            record = self.store.get(self.name) or BreakerRecord(self.name)
+        except BreakerStoreError:
+            record = self._store_down(now)
+        self._remember(record, now)
+
+    def _take_pending(self, now: float) -> tuple[Counts, float | None, BreakerRecord]:
+        with self._lock:
+            pending, self._pending = self._pending, Counts()
+            success_at, self._pending_success_at = self._pending_success_at, None
+            self._last_flush = now
+            return pending, success_at, self._record or BreakerRecord(self.name)
+
+    def _flush(self, now: float) -> None:
+        pending, success_at, record = self._take_pending(now)
+        if not pending:
+            self._refresh(now)
+            return
+        update = CountUpdate(
+            version=record.version,
+            bucket=self._bucket(now),
+            delta=pending,
+            at=now,
+            latest_success_at=success_at,
+            prune=record.counters_outside(now, self.policy.window_seconds, self.policy.bucket_seconds),
+        )
+        try:
+            written = self.store.add(self.name, update)
+        except BreakerStoreError:
+            written = self._store_down(now)
+        self._remember(written, now)
+
+    def _store_down(self, now: float) -> BreakerRecord:
+        if self.policy.fail_closed_on_store_error:
+            logger.warning("breaker %s: Breakers table unavailable; failing closed", self.name)
+            return BreakerRecord(self.name, BreakerState.OPEN, opened_at=now, forced=True)
+        logger.warning("breaker %s: Breakers table unavailable; failing open", self.name)
+        return replace(self._record or BreakerRecord(self.name), state=BreakerState.CLOSED)
+
+    def _remember(self, record: BreakerRecord, now: float) -> None:
+        with self._lock:
+            previous = self._record
+            self._record = record
+            self._fetched_at = now
+        if previous is not None and previous.state is not record.state and previous.version < record.version:
+            logger.info("breaker %s: %s -> %s (seen from the store)", self.name, previous.state, record.state)
+
+    def _bucket(self, now: float) -> int:
+        width = self.policy.bucket_seconds
+        return int(now // width) * width
+
+    def _operator_change(self, change: StateChange, reason: str) -> None:
+        before = self.store.get(self.name) or BreakerRecord(self.name)
+        after = self.store.change(self.name, change, expected_version=None)
+        if after is not None:
+            self._take_pending(change.at)
+            with self._lock:
+                self._probing = False
+            self._remember(after, change.at)
+            if after.state is not before.state:
+                self._notify(before.state, after.state, change.at, reason)
+
+    def _open_error(self, record: BreakerRecord) -> CircuitOpenError:
+        info: CircuitInfo = record.info()
+        retry_after = None
+        if record.next_attempt_at is not None:
+            retry_after = max(1, int(record.next_attempt_at - self._clock() + 0.999))
+        error = CircuitOpenError(f"breaker {self.name} is {record.state}", retry_after=retry_after)
+        error.circuit = info  # type: ignore[attr-defined]
+        return error
+
+    def _notify(self, from_state: BreakerState, to_state: BreakerState, at: float, reason: str) -> None:
+        logger.info("breaker %s: %s -> %s (%s)", self.name, from_state, to_state, reason)
+        if self.on_transition is None:
+            return
+        try:
+            self.on_transition(Transition(self.name, from_state, to_state, at, reason))
+        except Exception:  # observability must never break the protected call
+            logger.warning("breaker %s: on_transition hook failed", self.name, exc_info=True)
