@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +30,8 @@ console = Console(width=max(Console().width, 150))
 err = Console(stderr=True)
 
 STORE = Path(".bw") / "executions"
+STATE = Path(".bw") / "state"
+BREAKERS_TABLE = "BreakersTable"
 FIXTURE_APP = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "app"
 
 TemplateOption = Annotated[Path, typer.Option("--template", "-t", help="SAM template to run.")]
@@ -86,6 +90,17 @@ def load_execution(ref: str, store: Path = STORE) -> ExecutionResult:
     return ExecutionResult.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
+def _persistence(template: Path) -> dict[str, Any]:
+    """Breaker state outlives one command, as the real table outlives one invocation."""
+    from local_runtime.template import LocalTemplate
+
+    try:
+        tables = LocalTemplate.load(template).of_type("AWS::DynamoDB::Table")
+    except TemplateError:
+        return {}
+    return {"state_dir": STATE, "persist_tables": [BREAKERS_TABLE]} if BREAKERS_TABLE in tables else {}
+
+
 def _write_html(result: ExecutionResult, target: Path) -> None:
     from local_runtime.html import render_html
 
@@ -103,7 +118,7 @@ def invoke(
     """Run one handler in-process (the offline ``sam local invoke``); prints its return value."""
     payload = _event(event)
     try:
-        with LocalRuntime(template, parameters=_parameters(param)) as runtime:
+        with LocalRuntime(template, parameters=_parameters(param), **_persistence(template)) as runtime:
             invocation = runtime.invoke(function, payload)
     except TemplateError as exc:
         _fail(str(exc))
@@ -127,7 +142,9 @@ def run(
     """Start an execution, wait for it, print its timeline. Exits 1 unless it SUCCEEDED."""
     payload = _event(event)
     try:
-        with LocalRuntime(template, parameters=_parameters(param), faults=faults, seed=seed) as runtime:
+        with LocalRuntime(
+            template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template)
+        ) as runtime:
             result = runtime.run(state_machine, payload)
     except (TemplateError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -191,6 +208,85 @@ def demo(
     if not (result.succeeded and timed.succeeded):
         raise typer.Exit(1)
     console.print(f"\nReplay the timeline with [bold]bw trace {result.name}[/], open [bold]{html}[/] in a browser.")
+
+
+breakers_app = typer.Typer(help="Circuit breakers of the local stack: list, reset, force open.")
+app.add_typer(breakers_app, name="breakers")
+
+
+@contextmanager
+def _breaker_store(template: Path) -> Iterator[Any]:
+    from resilience.breaker import DynamoDBBreakerStore
+
+    persistence = _persistence(template)
+    if not persistence:
+        _fail(f"{template} has no {BREAKERS_TABLE}; breakers live in that DynamoDB table")
+    with LocalRuntime(template, **persistence) as runtime:
+        yield DynamoDBBreakerStore(BREAKERS_TABLE, runtime.client("dynamodb"))
+
+
+@breakers_app.callback(invoke_without_command=True)
+def breakers_list(
+    ctx: typer.Context,
+    template: TemplateOption = Path("template.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the breakers as JSON.")] = False,
+) -> None:
+    """List every breaker: state, window counts, failure rate, when it opened and may be probed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from resilience.breaker import CircuitBreaker
+
+    with _breaker_store(template) as store:
+        stats = [CircuitBreaker(name, store).stats() for name in store.names()]
+    if as_json:
+        print(json.dumps([s.to_dict() for s in stats], indent=1))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Circuit breakers ({len(stats)})", title_justify="left", header_style="bold")
+    for column in ("Breaker", "State", "Calls", "Failures", "Rate", "Consecutive", "Opened", "Next attempt"):
+        table.add_column(column)
+    colours = {"CLOSED": "green", "OPEN": "red", "HALF_OPEN": "yellow"}
+    for item in stats:
+        data = item.to_dict()
+        state = f"[{colours[data['state']]}]{data['state']}[/]" + (" (forced)" if item.forced else "")
+        table.add_row(
+            item.name,
+            state,
+            str(item.calls),
+            str(item.failures),
+            f"{item.failure_rate:.0%}",
+            str(item.consecutive_failures),
+            data["openedAt"] or "",
+            data["nextAttemptAt"] or "",
+        )
+    console.print(table)
+
+
+@breakers_app.command("reset")
+def breakers_reset(
+    name: Annotated[str, typer.Argument(help="Breaker name, e.g. apigateway.postToConnection.")],
+    template: TemplateOption = Path("template.yaml"),
+) -> None:
+    """Close a breaker now, with a fresh window."""
+    from resilience.breaker import CircuitBreaker
+
+    with _breaker_store(template) as store:
+        CircuitBreaker(name, store).reset()
+    console.print(f"{name}: [green]CLOSED[/] (reset)")
+
+
+@breakers_app.command("force-open")
+def breakers_force_open(
+    name: Annotated[str, typer.Argument(help="Breaker name, e.g. apigateway.postToConnection.")],
+    template: TemplateOption = Path("template.yaml"),
+) -> None:
+    """Open a breaker and keep it open (no probes) until it is reset."""
+    from resilience.breaker import CircuitBreaker
+
+    with _breaker_store(template) as store:
+        CircuitBreaker(name, store).force_open()
+    console.print(f"{name}: [red]OPEN[/] (forced until `bw breakers reset {name}`)")
 
 
 def main() -> None:

@@ -137,6 +137,8 @@ class LocalRuntime:
         clock: VirtualClock | None = None,
         seed: int | None = 0,
         region: str = "us-east-1",
+        state_dir: str | Path | None = None,
+        persist_tables: Iterable[str] = (),
     ) -> None:
         self.template_path = Path(template)
         self.parameters = dict(parameters or {})
@@ -147,6 +149,9 @@ class LocalRuntime:
             rules = load_fault_rules(faults) if isinstance(faults, (str, Path)) else list(faults)
             self.faults.extend(rules)
         self.connections = ConnectionRegistry(self.clock.now)
+        #: Tables whose items survive between runtimes (e.g. breaker state between `bw` commands).
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.persist_tables = tuple(persist_tables)
         self.template: LocalTemplate
         self.functions: dict[str, LocalFunction] = {}
         self._mock: Any = None
@@ -184,6 +189,7 @@ class LocalRuntime:
     def stop(self) -> None:
         if not self._started:
             return
+        self._save_tables()
         self._started = False
         ThreadEnviron.uninstall()
         self.clock.uninstall()
@@ -225,6 +231,7 @@ class LocalRuntime:
         self._create_functions()
         self._create_state_machines()
         self._create_schedules()
+        self._load_tables()
         self._next_fire = {
             spec.name: self.clock.now() + period
             for spec in self.template.schedules
@@ -267,6 +274,37 @@ class LocalRuntime:
                 KeySchema=[{"AttributeName": primary["Name"], "KeyType": "HASH"}],
                 BillingMode="PAY_PER_REQUEST",
             )
+
+    def _table_file(self, table: str) -> Path | None:
+        if self.state_dir is None or table not in self.persist_tables:
+            return None
+        return self.state_dir / f"{table}.json"
+
+    def _load_tables(self) -> None:
+        ddb = self.client("dynamodb")
+        for table in self.persist_tables:
+            path = self._table_file(table)
+            if path is None or not path.is_file():
+                continue
+            for item in json.loads(path.read_text(encoding="utf-8")):
+                ddb.put_item(TableName=table, Item=item)
+
+    def _save_tables(self) -> None:
+        ddb = self.client("dynamodb")
+        for table in self.persist_tables:
+            path = self._table_file(table)
+            if path is None:
+                continue
+            items: list[dict[str, Any]] = []
+            kwargs: dict[str, Any] = {"TableName": table}
+            while True:
+                page = ddb.scan(**kwargs)
+                items.extend(page["Items"])
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(items, indent=1), encoding="utf-8")
 
     def _create_buckets(self) -> None:
         s3 = self.client("s3")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import random
 import threading
 import time
 import uuid
@@ -61,6 +62,7 @@ class CircuitBreaker:
         on_transition: Callable[[Transition], None] | None = None,
         on_circuit_open: Callable[..., Any] | None = None,
         owner: str | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self.store = store
@@ -70,12 +72,13 @@ class CircuitBreaker:
         self.on_transition = on_transition
         self.on_circuit_open = on_circuit_open
         self.owner = owner or f"{os.getpid()}#{uuid.uuid4().hex[:12]}"
+        # Environments started together would otherwise refresh in lock-step, all at once.
+        self._rng = rng or random.Random(self.owner)
         self._lock = threading.Lock()
         self._record: BreakerRecord | None = None
-        self._fetched_at = float("-inf")
+        self._valid_until = float("-inf")
         self._pending = Counts()
         self._pending_success_at: float | None = None
-        self._last_flush = self._clock()
         self._probing = False
 
     # -- public API -------------------------------------------------------------------
@@ -223,7 +226,7 @@ class CircuitBreaker:
         with self._lock:
             self._pending = self._pending + Counts(calls=1)
             self._pending_success_at = now
-            due = now - self._last_flush >= self.policy.refresh_interval
+            due = now >= self._valid_until
         if due:
             self._flush(now)
 
@@ -305,8 +308,7 @@ class CircuitBreaker:
     # -- the local view -------------------------------------------------------------------------
     def _view(self, now: float) -> BreakerRecord:
         with self._lock:
-            fresh = self._record is not None and now - self._fetched_at < self.policy.refresh_interval
-            if fresh and self._record is not None:
+            if self._record is not None and now < self._valid_until:
                 return self._record
             has_pending = bool(self._pending)
         if has_pending:
@@ -327,7 +329,6 @@ class CircuitBreaker:
         with self._lock:
             pending, self._pending = self._pending, Counts()
             success_at, self._pending_success_at = self._pending_success_at, None
-            self._last_flush = now
             return pending, success_at, self._record or BreakerRecord(self.name)
 
     def _flush(self, now: float) -> None:
@@ -360,7 +361,8 @@ class CircuitBreaker:
         with self._lock:
             previous = self._record
             self._record = record
-            self._fetched_at = now
+            interval = self.policy.refresh_interval
+            self._valid_until = now + interval * (1 - self.policy.refresh_jitter * self._rng.random())
         if previous is not None and previous.state is not record.state and previous.version < record.version:
             logger.info("breaker %s: %s -> %s (seen from the store)", self.name, previous.state, record.state)
 

@@ -39,8 +39,10 @@ class BreakerPolicy:
     recovery_timeout: float = 30.0
     #: Successful probes in a row that close a HALF_OPEN breaker (seed 004: 2).
     success_threshold: int = 2
-    #: How long an environment trusts its cached view and aggregates successes.
+    #: How long an environment trusts its cached view and aggregates successes...
     refresh_interval: float = 15.0
+    #: ...shortened by up to this fraction, drawn per refresh, so a fleet does not refresh in lock-step.
+    refresh_jitter: float = 0.2
     #: How long a probe may run before another environment may take over.
     probe_lease_seconds: float = 30.0
     #: When the Breakers table itself fails: allow calls (availability) or refuse (security path).
@@ -63,6 +65,8 @@ class BreakerPolicy:
             raise ValueError("BreakerPolicy.failure_rate_threshold is a percentage in (0, 100]")
         if self.refresh_interval < 0:
             raise ValueError("BreakerPolicy.refresh_interval must be >= 0")
+        if not 0 <= self.refresh_jitter < 1:
+            raise ValueError("BreakerPolicy.refresh_jitter is a fraction in [0, 1)")
         if self.slow_call_seconds is not None and self.slow_call_seconds <= 0:
             raise ValueError("BreakerPolicy.slow_call_seconds must be > 0 when set")
 
