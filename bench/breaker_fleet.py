@@ -263,8 +263,10 @@ def main() -> None:
         ("recovery attempts (OPEN -> HALF_OPEN)", ours.attempts, theirs.attempts, "{:.0f}"),
         ("probes per failed recovery attempt", per_attempt(ours), per_attempt(theirs), "{:.2f}"),
     ]
-    print(f"{ENVIRONMENTS} environments x {CALLS_PER_SECOND} calls/s; dependency dead from {DIES_AT:.0f}s to "
-          f"{RECOVERS_AT:.0f}s (virtual)")
+    print(
+        f"{ENVIRONMENTS} environments x {CALLS_PER_SECOND} calls/s; dependency dead from {DIES_AT:.0f}s to "
+        f"{RECOVERS_AT:.0f}s (virtual)"
+    )
     print(f"{'figure':<50}{'breakwater':>12}{'Powertools':>12}")
     for label, a, b, fmt in rows:
         print(f"{label:<50}{fmt.format(a):>12}{fmt.format(b):>12}")

@@ -96,7 +96,7 @@ class BreakerVersusModel(RuleBasedStateMachine):
             pass
         assert bool(called) == admitted, f"breaker {'called' if called else 'refused'}, model says {admitted}"
         if admitted:
-            self.model.outcome(self.now, fails or latency > POLICY.slow_call_seconds)
+            self.model.outcome(self.now, fails or latency > (POLICY.slow_call_seconds or float("inf")))
 
     @rule()
     def success(self) -> None:

@@ -42,7 +42,7 @@ def run_together(work) -> None:
         barrier.wait(timeout=30)
         try:
             work(index)
-        except BaseException as exc:  # surfaced to the test below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(ENVIRONMENTS)]
@@ -95,7 +95,9 @@ def test_HalfOpenAdmitsExactlyOneProbeAcrossFiftyEnvironments(store):
 
 
 def test_NoCounterUpdateIsLostUnderConcurrency(store):
-    never_trips = policy(failure_threshold=10_000, failure_rate_threshold=100, minimum_calls=10_000, window_seconds=3600)
+    never_trips = policy(
+        failure_threshold=10_000, failure_rate_threshold=100, minimum_calls=10_000, window_seconds=3600
+    )
 
     def hammer(index: int) -> None:
         breaker = CircuitBreaker("dynamodb.putMessage", store, never_trips)
@@ -103,7 +105,7 @@ def test_NoCounterUpdateIsLostUnderConcurrency(store):
         def down() -> None:
             raise RetryableError("throttled")
 
-        for round_ in range(10):
+        for _ in range(10):
             breaker.call(lambda: None)
             with pytest.raises(RetryableError):
                 breaker.call(down)

@@ -292,9 +292,7 @@ class CircuitBreaker:
             self._notify(record.state, changed.state, now, reason)
 
     def _open_change(self, now: float) -> StateChange:
-        return StateChange(
-            BreakerState.OPEN, opened_at=now, next_attempt_at=now + self.policy.recovery_timeout, at=now
-        )
+        return StateChange(BreakerState.OPEN, opened_at=now, next_attempt_at=now + self.policy.recovery_timeout, at=now)
 
     def _should_open(self, record: BreakerRecord, now: float) -> bool:
         if record.consecutive_failures >= self.policy.failure_threshold:
