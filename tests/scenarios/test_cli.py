@@ -115,3 +115,29 @@ def test_demo_runs_a_workflow_with_an_injected_fault(cli, tmp_path):
     assert "ProvisionedThroughputExceededException" in result.output
     assert "SUCCEEDED" in result.output
     assert (tmp_path / "demo.html").is_file()
+
+
+MAIN_TEMPLATE = str(Path(__file__).resolve().parents[2] / "template.yaml")
+
+
+def test_breakers_force_open_list_and_reset(cli):
+    name = "apigateway.postToConnection"
+    assert json.loads(cli("breakers", "-t", MAIN_TEMPLATE, "--json").stdout) == []
+
+    forced = cli("breakers", "force-open", name, "-t", MAIN_TEMPLATE)
+    assert forced.exit_code == 0, forced.output
+    listed = json.loads(cli("breakers", "-t", MAIN_TEMPLATE, "--json").stdout)
+    assert [(b["name"], b["state"], b["forced"]) for b in listed] == [(name, "OPEN", True)]
+
+    assert cli("breakers", "reset", name, "-t", MAIN_TEMPLATE).exit_code == 0
+    (after,) = json.loads(cli("breakers", "-t", MAIN_TEMPLATE, "--json").stdout)
+    assert (after["state"], after["forced"]) == ("CLOSED", False)
+    table = cli("breakers", "-t", MAIN_TEMPLATE)
+    assert name in table.output
+    assert "CLOSED" in table.output
+
+
+def test_breakers_need_a_breakers_table(cli):
+    result = cli("breakers", "-t", TEMPLATE)
+    assert result.exit_code == 2
+    assert "has no BreakersTable" in result.output
