@@ -27,7 +27,7 @@ app = typer.Typer(
     help="breakwater offline runtime: the SAM template, its ASL and its handlers, on moto, in virtual time.",
 )
 console = Console(width=max(Console().width, 150))
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 STORE = Path(".bw") / "executions"
 STATE = Path(".bw") / "state"

@@ -52,6 +52,10 @@ SEAMS: tuple[tuple[str, str], ...] = (
     ("moto.stepfunctions.parser.backend.execution", "SyncExecution.to_start_sync_execution_output"),
     ("moto.stepfunctions.parser.asl.utils.boto_client", "boto_client_for"),
     ("moto.stepfunctions.parser.asl.eval.evaluation_details", "ExecutionDetails.__init__"),
+    (
+        "moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations.is_operator",
+        "IsTimestamp.string_to_timestamp",
+    ),
 )
 
 _active: LocalRuntime | None = None
@@ -119,6 +123,7 @@ def install_seams() -> None:
         _install_interpreter_time()
         _install_client_cache()
         _install_context_object_fixes()
+        _install_timestamp_parsing()
         _installed = True
 
 
@@ -452,6 +457,27 @@ def _install_client_cache() -> None:
         module = importlib.import_module(info.name)
         if getattr(module, "boto_client_for", None) is original:
             module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+
+def _install_timestamp_parsing() -> None:
+    """Choice ``Timestamp*`` rules compare RFC 3339 timestamps on AWS, fractional
+    seconds and offsets included (``$$.State.EnteredTime`` has milliseconds);
+    moto only parses ``%Y-%m-%dT%H:%M:%SZ`` and silently answers False otherwise."""
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations import (
+        is_operator,
+    )
+
+    def string_to_timestamp(string: str) -> datetime.datetime | None:
+        if not isinstance(string, str) or "T" not in string:
+            return None
+        try:
+            parsed = datetime.datetime.fromisoformat(string.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        # Naive and aware datetimes must not meet in a comparison.
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
+
+    is_operator.IsTimestamp.string_to_timestamp = staticmethod(string_to_timestamp)  # type: ignore[method-assign,assignment]
 
 
 def _install_context_object_fixes() -> None:

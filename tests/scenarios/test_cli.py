@@ -137,7 +137,12 @@ def test_breakers_force_open_list_and_reset(cli):
     assert "CLOSED" in table.output
 
 
-def test_breakers_need_a_breakers_table(cli):
-    result = cli("breakers", "-t", TEMPLATE)
+def test_breakers_need_a_breakers_table(cli, tmp_path):
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Notes:\n    Type: AWS::Serverless::SimpleTable\n",
+        encoding="utf-8",
+    )
+    result = cli("breakers", "-t", str(template))
     assert result.exit_code == 2
     assert "has no BreakersTable" in result.output

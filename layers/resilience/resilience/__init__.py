@@ -1,9 +1,15 @@
-"""breakwater's shared resilience library, deployed as the ``resilience`` Lambda layer."""
+"""breakwater's shared resilience library, deployed as the ``resilience`` Lambda layer.
+
+Modules (imported on demand, so a function pays only for what it uses at cold start):
+``errors`` (the taxonomy, re-exported here), ``clients``, ``retry``, ``cache``,
+``breaker``, ``degradation``, ``health``, ``observability``.
+"""
 
 from __future__ import annotations
 
 from resilience import errors
 from resilience.errors import (
+    BreakerStoreError,
     BreakwaterError,
     CircuitOpenError,
     ConfigurationError,
@@ -21,6 +27,7 @@ from resilience.errors import (
 )
 
 __all__ = [
+    "BreakerStoreError",
     "BreakwaterError",
     "CircuitOpenError",
     "ConfigurationError",

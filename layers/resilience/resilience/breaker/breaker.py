@@ -259,7 +259,8 @@ class CircuitBreaker:
         record = self._record or BreakerRecord(self.name)
         try:
             if failed:
-                self._transition(record, self._open_change(now), "probe failed")
+                # openedAt keeps the start of the outage (health alerts on how long it lasts).
+                self._transition(record, self._open_change(now, opened_at=record.opened_at), "probe failed")
             elif record.half_open_successes + 1 >= self.policy.success_threshold:
                 self._transition(record, StateChange(BreakerState.CLOSED, at=now), "probes succeeded")
             else:
@@ -291,8 +292,13 @@ class CircuitBreaker:
         if changed.state is not record.state:
             self._notify(record.state, changed.state, now, reason)
 
-    def _open_change(self, now: float) -> StateChange:
-        return StateChange(BreakerState.OPEN, opened_at=now, next_attempt_at=now + self.policy.recovery_timeout, at=now)
+    def _open_change(self, now: float, opened_at: float | None = None) -> StateChange:
+        return StateChange(
+            BreakerState.OPEN,
+            opened_at=opened_at if opened_at is not None else now,
+            next_attempt_at=now + self.policy.recovery_timeout,
+            at=now,
+        )
 
     def _should_open(self, record: BreakerRecord, now: float) -> bool:
         if record.consecutive_failures >= self.policy.failure_threshold:
