@@ -56,6 +56,21 @@ class DynamoDBBreakerStore(BreakerStore):
     def _record(self, name: str, item: dict[str, Any]) -> BreakerRecord:
         return record_from_attributes(name, {k: _plain(self._deserialize(v)) for k, v in item.items()})
 
+    def _update(
+        self, name: str, expression: str, names: dict[str, str], values: dict[str, Any], **kwargs: Any
+    ) -> dict[str, Any]:
+        """One atomic UpdateItem that answers with the whole item as it is after the write."""
+        response = self._client.update_item(
+            TableName=self.table_name,
+            Key={"name": {"S": name}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+            **kwargs,
+        )
+        return dict(response["Attributes"])
+
     def get(self, name: str) -> BreakerRecord | None:
         try:
             # Strongly consistent: a cache miss must not resurrect a breaker another environment just opened.
@@ -116,22 +131,14 @@ class DynamoDBBreakerStore(BreakerStore):
         if removes:
             expression += " REMOVE " + ", ".join(removes)
         try:
-            response = self._client.update_item(
-                TableName=self.table_name,
-                Key={"name": {"S": name}},
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                **kwargs,
-            )
+            attributes = self._update(name, expression, names, values, **kwargs)
         except ClientError as exc:
             if reset_streak and exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise _StreakKept from exc
             raise BreakerStoreError(f"Breakers table unavailable recording {name}") from exc
         except BotoCoreError as exc:
             raise BreakerStoreError(f"Breakers table unavailable recording {name}") from exc
-        return self._record(name, response["Attributes"])
+        return self._record(name, attributes)
 
     def change(self, name: str, change: StateChange, *, expected_version: int | None) -> BreakerRecord | None:
         names = {"#state": "state", "#version": "version"}
@@ -177,22 +184,14 @@ class DynamoDBBreakerStore(BreakerStore):
             )
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
-            response = self._client.update_item(
-                TableName=self.table_name,
-                Key={"name": {"S": name}},
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                **kwargs,
-            )
+            attributes = self._update(name, expression, names, values, **kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return None
             raise BreakerStoreError(f"Breakers table unavailable changing {name}") from exc
         except BotoCoreError as exc:
             raise BreakerStoreError(f"Breakers table unavailable changing {name}") from exc
-        return self._record(name, response["Attributes"])
+        return self._record(name, attributes)
 
     def names(self) -> list[str]:
         found: list[str] = []
