@@ -122,7 +122,16 @@ class LocalTemplate:
             if function.packagetype != "Zip" or not function.codeuri or not function.handler:
                 continue
             layer_dirs = tuple(_layer_root(base / layer.codeuri) for layer in function.layers if layer.codeuri)
-            variables = (function.environment or {}).get("Variables") or {}
+            # Resolve the raw variables ourselves: SAM local resolves every !Ref to a logical
+            # id, but a state machine's Ref is its ARN (a queue's, its URL) on AWS.
+            variables = {
+                **(((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}).get(
+                    "Variables", {}
+                ),
+                **((resources.get(function.name, {}).get("Properties") or {}).get("Environment") or {}).get(
+                    "Variables", {}
+                ),
+            }
             functions[function.name] = FunctionSpec(
                 logical_id=function.name,
                 function_name=function.functionname,

@@ -12,7 +12,17 @@ from resilience import errors
 ROOT = Path(__file__).resolve().parents[2]
 ASL_FILES = sorted([*ROOT.glob("statemachines/*.asl.json"), *ROOT.glob("tests/fixtures/app/statemachines/*.asl.json")])
 #: Error names Step Functions and its service integrations define themselves.
-AWS_PREFIXES = ("States.", "DynamoDB.", "Lambda.", "Sandbox.", "SecretsManager.", "S3.", "SQS.", "ApiGateway")
+AWS_PREFIXES = (
+    "States.",
+    "DynamoDB.",
+    "Lambda.",
+    "Sandbox.",
+    "SecretsManager.",
+    "S3.",
+    "SQS.",
+    "ApiGateway",
+    "CloudWatch.",
+)
 
 
 def _error_names(node: object) -> set[str]:
