@@ -225,6 +225,17 @@ def _breaker_store(template: Path) -> Iterator[Any]:
         yield DynamoDBBreakerStore(BREAKERS_TABLE, runtime.client("dynamodb"))
 
 
+def _breaker(name: str, store: Any) -> Any:
+    """A breaker with its own policy (window, thresholds), so stats read as it acts."""
+    from resilience.breaker import BreakerPolicy, CircuitBreaker, policy_from_env
+
+    try:
+        policy = policy_from_env(name.split(".", 1)[0])
+    except ValueError:
+        policy = BreakerPolicy()
+    return CircuitBreaker(name, store, policy)
+
+
 @breakers_app.callback(invoke_without_command=True)
 def breakers_list(
     ctx: typer.Context,
@@ -234,17 +245,15 @@ def breakers_list(
     """List every breaker: state, window counts, failure rate, when it opened and may be probed."""
     if ctx.invoked_subcommand is not None:
         return
-    from resilience.breaker import CircuitBreaker
-
     with _breaker_store(template) as store:
-        stats = [CircuitBreaker(name, store).stats() for name in store.names()]
+        stats = [_breaker(name, store).stats() for name in store.names()]
     if as_json:
         print(json.dumps([s.to_dict() for s in stats], indent=1))
         return
     from rich.table import Table
 
     table = Table(title=f"Circuit breakers ({len(stats)})", title_justify="left", header_style="bold")
-    for column in ("Breaker", "State", "Calls", "Failures", "Rate", "Consecutive", "Opened", "Next attempt"):
+    for column in ("Breaker", "State", "Calls", "Failures", "Rate", "Failing envs", "Opened", "Next attempt"):
         table.add_column(column)
     colours = {"CLOSED": "green", "OPEN": "red", "HALF_OPEN": "yellow"}
     for item in stats:
@@ -256,7 +265,7 @@ def breakers_list(
             str(item.calls),
             str(item.failures),
             f"{item.failure_rate:.0%}",
-            str(item.consecutive_failures),
+            str(item.failing_environments),
             data["openedAt"] or "",
             data["nextAttemptAt"] or "",
         )
@@ -269,10 +278,8 @@ def breakers_reset(
     template: TemplateOption = Path("template.yaml"),
 ) -> None:
     """Close a breaker now, with a fresh window."""
-    from resilience.breaker import CircuitBreaker
-
     with _breaker_store(template) as store:
-        CircuitBreaker(name, store).reset()
+        _breaker(name, store).reset()
     console.print(f"{name}: [green]CLOSED[/] (reset)")
 
 
@@ -282,10 +289,8 @@ def breakers_force_open(
     template: TemplateOption = Path("template.yaml"),
 ) -> None:
     """Open a breaker and keep it open (no probes) until it is reset."""
-    from resilience.breaker import CircuitBreaker
-
     with _breaker_store(template) as store:
-        CircuitBreaker(name, store).force_open()
+        _breaker(name, store).force_open()
     console.print(f"{name}: [red]OPEN[/] (forced until `bw breakers reset {name}`)")
 
 

@@ -610,6 +610,7 @@ def _data_block(trace: Trace) -> str:
 
 def render_html(trace: Trace) -> str:
     """The execution as a single HTML page: graph, details panel, timeline; no external resources."""
+    trace = trace.redacted()
     visits = _visits(trace)
     legend = "".join(
         f'<span class="key" data-status="{s}"><i></i>{label}</span>'

@@ -180,6 +180,29 @@ class Trace:
             output=result.output,
         )
 
+    def redacted(self) -> Trace:
+        """A copy safe to print or keep as an artifact: tokens, secrets and keys in
+        inputs, outputs, errors and causes are replaced, as on every log line."""
+        from dataclasses import replace
+
+        from resilience.observability import redact, redact_text
+
+        def text(value: str | None) -> str | None:
+            return redact_text(value) if value is not None else None
+
+        rows = [
+            replace(
+                row,
+                input=redact(row.input),
+                output=redact(row.output),
+                error=text(row.error),
+                cause=text(row.cause),
+                failures=[redact(f) for f in row.failures],  # type: ignore[misc]
+            )
+            for row in self.rows
+        ]
+        return replace(self, rows=rows, error=text(self.error), cause=text(self.cause), output=redact(self.output))
+
     def row(self, name: str, iteration: str | None = None) -> StateRow:
         for row in self.rows:
             if row.name == name and (iteration is None or row.iteration == iteration):
@@ -207,11 +230,13 @@ class Trace:
     def render(self, console: Console) -> None:
         from rich.table import Table
 
+        view = self.redacted()  # the terminal shows the same safe view as the page
+
         colour = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}.get(
-            self.status, "cyan"
+            view.status, "cyan"
         )
         table = Table(
-            title=f"{self.state_machine} · {self.name} · [{colour}]{self.status}[/] in {self.duration:.3f}s (virtual)",
+            title=f"{view.state_machine} · {view.name} · [{colour}]{view.status}[/] in {view.duration:.3f}s (virtual)",
             title_justify="left",
             header_style="bold",
         )
@@ -228,7 +253,7 @@ class Trace:
         ):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         styles = {"succeeded": "green", "retried": "yellow", "caught": "yellow", "failed": "red"}
-        for index, row in enumerate(self.rows, 1):
+        for index, row in enumerate(view.rows, 1):
             name = f"{row.name} [dim]{row.iteration}[/]" if row.iteration else row.name
             problem = ""
             if row.error:
@@ -245,10 +270,10 @@ class Trace:
                 problem,
             )
         console.print(table)
-        if self.faults:
-            console.print(f"[dim]faults injected: {len(self.faults)}[/]")
-        if self.error:
-            console.print(f"[red]{self.error}[/]: {_short(self.cause, 300)}")
+        if view.faults:
+            console.print(f"[dim]faults injected: {len(view.faults)}[/]")
+        if view.error:
+            console.print(f"[red]{view.error}[/]: {_short(view.cause, 300)}")
 
 
 def _open_row(open_rows: dict[tuple[str | None, str], StateRow], branch: str | None, name: Any) -> StateRow | None:

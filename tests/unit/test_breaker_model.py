@@ -41,11 +41,14 @@ class Model:
     consecutive: int = 0
     half_open_successes: int = 0
     events: list[tuple[float, bool]] = field(default_factory=list)  # (time, failed) since the last transition
+    since: float | None = None  # the last transition, or the first outcome ever
 
     def admits(self, now: float) -> bool:
         return self.state is BreakerState.CLOSED or now >= self.next_attempt_at
 
     def outcome(self, now: float, failed: bool) -> None:
+        if self.since is None:
+            self.since = now
         if self.state is BreakerState.CLOSED:
             self.events.append((now, failed))
             self.consecutive = self.consecutive + 1 if failed else 0
@@ -56,20 +59,22 @@ class Model:
         else:
             self.half_open_successes += 1
             if self.half_open_successes >= POLICY.success_threshold:
-                self.state, self.consecutive, self.events = BreakerState.CLOSED, 0, []
+                self.state, self.consecutive, self.events, self.since = BreakerState.CLOSED, 0, [], now
             else:
                 self.state = BreakerState.HALF_OPEN
 
     def _trips(self, now: float) -> bool:
+        if self.consecutive >= POLICY.failure_threshold:
+            return True
         width = POLICY.bucket_seconds
+        # The rate is judged once the window holds more than the success-reporting lag.
+        if self.since is None or now - self.since < POLICY.refresh_interval + width:
+            return False
         recent = [failed for at, failed in self.events if int(at // width) * width > now - POLICY.window_seconds]
-        rate_trips = len(recent) >= POLICY.minimum_calls and sum(recent) * 100 >= POLICY.failure_rate_threshold * len(
-            recent
-        )
-        return self.consecutive >= POLICY.failure_threshold or rate_trips
+        return len(recent) >= POLICY.minimum_calls and sum(recent) * 100 >= POLICY.failure_rate_threshold * len(recent)
 
     def _open(self, now: float) -> None:
-        self.state, self.next_attempt_at = BreakerState.OPEN, now + POLICY.recovery_timeout
+        self.state, self.next_attempt_at, self.since = BreakerState.OPEN, now + POLICY.recovery_timeout, now
         self.consecutive, self.half_open_successes, self.events = 0, 0, []
 
 

@@ -39,35 +39,36 @@ def test_an_unknown_breaker_has_no_record(store):
 
 
 def test_add_creates_a_closed_record_and_accumulates(store):
-    first = store.add(NAME, counts(2, 1, consecutive=1))
-    second = store.add(NAME, counts(3, 2, 1, consecutive=2))
+    first = store.add(NAME, counts(2, 1))
+    second = store.add(NAME, counts(3, 2, 1))
     assert first.state is BreakerState.CLOSED
     assert second.version == 0
     assert second.buckets == {100: Counts(5, 3, 1)}
-    assert second.consecutive_failures == 3
     assert second.last_failure_at == 1000.0
+    assert second.last_success_at == 1000.0
     assert store.get(NAME) == second
 
 
-def test_a_later_success_breaks_the_streak_an_earlier_one_does_not(store):
-    store.add(NAME, CountUpdate(0, 100, Counts(1, 1), at=1000.0, consecutive=1))
-    late = store.add(NAME, CountUpdate(0, 100, Counts(1), at=1001.0, latest_success_at=999.0))
-    assert late.consecutive_failures == 1  # that success happened before the failure
-    fresh = store.add(NAME, CountUpdate(0, 100, Counts(1), at=1002.0, latest_success_at=1002.0))
-    assert fresh.consecutive_failures == 0
-    assert fresh.last_success_at == 1002.0
+def test_failing_environments_mark_and_unmark_themselves(store):
+    store.add(NAME, CountUpdate(0, 100, Counts(1, 1), at=1000.0, mark="env-a"))
+    both = store.add(NAME, CountUpdate(0, 100, Counts(1, 1), at=1001.0, mark="env-b"))
+    assert both.marks == {"env-a": 1000.0, "env-b": 1001.0}
+    assert both.failing_environments(now=1002.0, window_seconds=60) == 2
+    assert both.failing_environments(now=1060.5, window_seconds=60) == 1  # env-a's mark expired
+    recovered = store.add(NAME, CountUpdate(0, 100, Counts(1), at=1003.0, unmark="env-a"))
+    assert recovered.marks == {"env-b": 1001.0}
 
 
 def test_change_is_compare_and_set_on_the_version(store):
-    store.add(NAME, counts(1, 1, consecutive=1))
+    store.add(NAME, counts(1, 1, mark="env-a"))
     opened = store.change(
         NAME, StateChange(BreakerState.OPEN, opened_at=1000.0, next_attempt_at=1020.0, at=1000.0), expected_version=0
     )
     assert opened is not None
     assert (opened.state, opened.version, opened.next_attempt_at) == (BreakerState.OPEN, 1, 1020.0)
-    # The window starts afresh with the new version.
+    # The window and the marks start afresh with the new version.
     assert opened.buckets == {}
-    assert opened.consecutive_failures == 0
+    assert opened.marks == {}
     lost = store.change(NAME, StateChange(BreakerState.OPEN, opened_at=1001.0, at=1001.0), expected_version=0)
     assert lost is None
     assert store.get(NAME) == opened
@@ -99,12 +100,12 @@ def test_unconditional_change_and_removed_fields(store):
 
 
 def test_counters_of_old_versions_are_ignored_and_pruned(store):
-    store.add(NAME, counts(4, 4, consecutive=4))
+    store.add(NAME, counts(4, 4, mark="env-a"))
     store.change(NAME, StateChange(BreakerState.CLOSED, at=1.0), expected_version=None)
     record = store.get(NAME)
     assert record is not None
     assert record.buckets == {}
-    assert set(record.stale_counters) == {"n0_100", "f0_100", "cf0"}
+    assert set(record.stale_counters) == {"n0_100", "f0_100", "m0_env-a"}
     pruned = store.add(NAME, CountUpdate(1, 200, Counts(1), at=2.0, prune=record.stale_counters))
     assert pruned.stale_counters == ()
     assert pruned.buckets == {200: Counts(1)}

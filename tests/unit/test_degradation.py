@@ -34,8 +34,8 @@ EXPECTED = [
     (D.RATE_LIMITS, R.SPEAKER, "optional", A.PROCEED, None, None, "RateLimitingDisabled"),
     (D.TOKEN_BLACKLIST, R.SPEAKER, "critical", A.REJECT, 401, "TOKEN_REVOKED", "TokenBlacklistFailClosed"),
     (D.TOKEN_BLACKLIST, R.LISTENER, "critical", A.REJECT, 401, "TOKEN_REVOKED", "TokenBlacklistFailClosed"),
-    (D.SIGNING_KEY, R.SPEAKER, "critical", A.REJECT, 500, "JWT_KEY_ERROR", "JwtKeyUnavailable"),
-    (D.SIGNING_KEY, R.LISTENER, "critical", A.REJECT, 500, "JWT_KEY_ERROR", "JwtKeyUnavailable"),
+    (D.SIGNING_KEY, R.SPEAKER, "critical", A.SERVE_STALE, 500, "JWT_KEY_ERROR", "JwtKeyUnavailable"),
+    (D.SIGNING_KEY, R.LISTENER, "critical", A.SERVE_STALE, 500, "JWT_KEY_ERROR", "JwtKeyUnavailable"),
     (D.TENANT_CONFIG, R.SPEAKER, "important", A.SERVE_STALE, 403, "TENANT_REJECTED", "TenantConfigDegraded"),
     (D.TENANT_CONFIG, R.LISTENER, "important", A.SERVE_STALE, 403, "TENANT_REJECTED", "TenantConfigDegraded"),
     (D.APIGATEWAY_MANAGEMENT, None, "important", A.PARK, None, None, "MessagesParked"),
@@ -98,7 +98,9 @@ def test_only_optional_or_deferrable_dependencies_proceed_without_an_error() -> 
             assert not row.dependency.security
             assert row.criticality is Criticality.OPTIONAL
         if row.criticality is Criticality.CRITICAL:
-            assert row.action is Action.REJECT
+            # Critical: refuse, or serve a last good value within its bound and refuse after it.
+            assert row.action in (Action.REJECT, Action.SERVE_STALE)
+            assert row.error is not None
 
 
 def test_rows_are_consistent_and_metric_names_are_emf_safe() -> None:

@@ -104,3 +104,27 @@ def test_GraphHasEveryStateWithItsStatus():
 
     nodes = dict(re.findall(r'<g class="state[^"]*" data-state="([^"]*)" data-status="([^"]*)"', page))
     assert nodes == {"&lt;script&gt;alert(1)&lt;/script&gt;": "caught", "Boom": "failed"}
+
+
+def test_tokens_and_secrets_never_reach_the_page():
+    from local_runtime.trace import StateRow, Trace
+
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    row = StateRow(
+        name="Verify token",
+        type="Task",
+        start=0.0,
+        end=1.0,
+        status="caught",
+        error="TokenInvalidError",
+        cause=f"bad token {jwt}",
+        input={"token": jwt, "headers": {"Authorization": f"Bearer {jwt}"}},
+        output={"SecretString": "s3cr3t-signing-key"},
+    )
+    trace = Trace("run", "Flow", "SUCCEEDED", None, None, 1.0, [row], {"StartAt": "Verify token", "States": {}}, [])
+    from local_runtime.html import render_html
+
+    page = render_html(trace)
+    assert jwt not in page
+    assert "s3cr3t-signing-key" not in page
+    assert "Verify token" in page

@@ -430,3 +430,13 @@ def test_metrics_are_flushed_even_when_the_handler_raises(rig: Rig, capsys: pyte
 def test_tracer_disabled_by_env(value: str) -> None:
     env = {"POWERTOOLS_SERVICE_NAME": f"bw-tr-{uuid.uuid4().hex[:8]}", "POWERTOOLS_TRACE_DISABLED": value}
     assert setup_observability(env).tracer.disabled is True
+
+
+def test_pem_private_keys_are_redacted() -> None:
+    from resilience.observability import REDACTED, redact_text
+
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx0fW\nQ2F0c3Rhc3Rl\n-----END RSA PRIVATE KEY-----"
+    text = redact_text(f"loaded key {pem} from Secrets Manager")
+    assert "MIIEowIBAAKCAQEAx0fW" not in text
+    assert REDACTED in text
+    assert text.startswith("loaded key ")

@@ -15,7 +15,7 @@ tenantConfig (S3)           important    serve the last good config within its b
                                          else reject the tenant (fail closed)
 cognito                     important    speakers: refuse (503); listeners: admit        DependencyUnavailable
                                          as anonymous, the claimed identity dropped      / none
-apigatewayManagement        important    park the message in the outbox for redelivery   none
+apigateway                  important    park the message in the outbox for redelivery   none
 rateLimits                  optional     rate limiting off, logged and counted           none
 ==========================  ===========  ==============================================  =====================
 
@@ -66,7 +66,7 @@ class Dependency(StrEnum):
     SIGNING_KEY = "signingKey"
     RATE_LIMITS = "rateLimits"
     TOKEN_BLACKLIST = "tokenBlacklist"
-    APIGATEWAY_MANAGEMENT = "apigatewayManagement"
+    APIGATEWAY_MANAGEMENT = "apigateway"  # the breaker prefix too: apigateway.postToConnection
 
     @property
     def security(self) -> bool:
@@ -171,8 +171,10 @@ DEGRADATIONS: Mapping[tuple[Dependency, Role | None], Degradation] = MappingProx
             _row(Dependency.DYNAMODB, _C, Action.REJECT, ServiceTimeoutError, "DynamoDbUnavailable"),
             # Seed 000: a blacklist that cannot be checked means the token may be revoked.
             _row(Dependency.TOKEN_BLACKLIST, _C, Action.REJECT, TokenRevokedError, "TokenBlacklistFailClosed"),
-            # Seed 000: no signing key, no token verified or issued (500: it is our fault, not the caller's).
-            _row(Dependency.SIGNING_KEY, _C, Action.REJECT, JwtKeyError, "JwtKeyUnavailable"),
+            # Seed 000: no signing key, no token verified or issued (500: it is our fault, not the
+            # caller's). The last good key is a real key, served within its stale bound
+            # (cache.signing_key_policy); past it, JwtKeyError.
+            _row(Dependency.SIGNING_KEY, _C, Action.SERVE_STALE, JwtKeyError, "JwtKeyUnavailable"),
             # Seed 000: positive answers only; what was verified before may be reused within its bound.
             _row(Dependency.TENANT_CONFIG, _I, Action.SERVE_STALE, TenantRejectedError, "TenantConfigDegraded"),
             # Seed 002: a speaker's identity must be verified; a listener may be anonymous anyway.

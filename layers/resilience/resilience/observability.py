@@ -107,8 +107,15 @@ def is_sensitive_key(key: str) -> bool:
     return any(part in normalized for part in _SENSITIVE_KEY_PARTS)
 
 
+#: A PEM private key block; linear: no nested quantifiers, bounded body alphabet.
+_PEM_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[A-Za-z0-9+/=\s\\n]*+(?:-----END [A-Z ]*PRIVATE KEY-----)?"
+)
+
+
 def redact_text(text: str) -> str:
-    """``text`` with JWTs, Bearer/Basic credentials and sensitive key=value pairs replaced."""
+    """``text`` with JWTs, PEM private keys, Bearer/Basic credentials and sensitive key=value pairs replaced."""
+    text = _PEM_PRIVATE_KEY.sub(REDACTED, text)
     text = _JWT.sub(REDACTED, text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return _KEY_VALUE.sub(lambda m: f"{m.group('key')}{m.group('sep')}{REDACTED}", text)

@@ -34,7 +34,7 @@ from typing import Literal, Protocol
 import tenacity
 
 from resilience.clients import is_transient
-from resilience.errors import BreakwaterError, ConfigurationError
+from resilience.errors import ConfigurationError
 
 __all__ = ["JitterStrategy", "OnRetry", "RetryDecorator", "RetryPolicy", "is_retryable", "retry", "retrying"]
 
@@ -140,15 +140,10 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """The default ``retry_on``: a taxonomy error marked retryable, or a transient provider error.
-
-    ``CircuitOpenError`` is not retryable (retrying at once defeats the breaker),
-    nor is any caller error; those propagate on the first attempt.
-    """
-    if isinstance(exc, BreakwaterError):
-        return exc.retryable
-    return is_transient(exc)
+#: The default ``retry_on``: what the breaker counts as a failure is what is worth retrying
+#: (a retryable taxonomy error, or a transient provider error); ``CircuitOpenError`` and
+#: caller errors propagate on the first attempt.
+is_retryable = is_transient
 
 
 def retry[T](

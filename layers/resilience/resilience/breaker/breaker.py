@@ -2,12 +2,18 @@
 
 Shaped like Powertools' circuit breaker (decorator, config object, a
 persistence store passed in, ``on_circuit_open`` fallback, ``on_transition``
-hook), with one difference that matters in a fleet: failures are counted in
-the shared record, not per execution environment. When a dependency dies,
-the first environments to fail push the *fleet's* count over the threshold;
-every other environment learns the breaker is OPEN from the answer to its
-own first failure (or its next refresh) instead of paying the whole
-threshold itself.
+hook), with one difference that matters in a fleet: the failure accounting
+is shared. Consecutive failures stay a per-environment fact (only one
+environment knows its own call order; another's successes reach the table up
+to a refresh interval late, so a fleet-wide "streak" would open the breaker
+on a 0.5 % error rate). What the fleet shares is *how many environments are
+failing right now*: an environment that fails ``environment_streak`` times in
+a row marks itself in the record, and ``failing_environments`` marks open the
+breaker for everyone. When a dependency dies, the first few environments to
+fail twice open it; every other environment learns it from the answer to its
+first failure, or from the re-read that follows it, instead of paying the
+whole threshold itself. A failure rate over the shared window is the second
+rule.
 
 Costs on the healthy path: an environment trusts its cached view for
 ``refresh_interval`` and aggregates its successes locally, so it makes at
@@ -78,7 +84,8 @@ class CircuitBreaker:
         self._record: BreakerRecord | None = None
         self._valid_until = float("-inf")
         self._pending = Counts()
-        self._pending_success_at: float | None = None
+        self._streak = 0
+        self._marked = False
         self._probing = False
 
     # -- public API -------------------------------------------------------------------
@@ -141,7 +148,7 @@ class CircuitBreaker:
             failures=window.failures,
             slow_calls=window.slow,
             failure_rate=window.failures / window.calls if window.calls else 0.0,
-            consecutive_failures=record.consecutive_failures,
+            failing_environments=record.failing_environments(now, self.policy.window_seconds),
             opened_at=record.opened_at,
             next_attempt_at=record.next_attempt_at,
             last_failure_at=record.last_failure_at,
@@ -225,20 +232,26 @@ class CircuitBreaker:
     def _success(self, now: float) -> None:
         with self._lock:
             self._pending = self._pending + Counts(calls=1)
-            self._pending_success_at = now
-            due = now >= self._valid_until
+            self._streak = 0
+            recovered, self._marked = self._marked, False
+            due = recovered or now >= self._valid_until
         if due:
-            self._flush(now)
+            # A failing environment that recovers says so at once: its mark must not linger.
+            self._flush(now, unmark=recovered)
 
     def _failure(self, now: float, slow: bool) -> None:
-        pending, success_at, record = self._take_pending(now)
+        with self._lock:
+            self._streak += 1
+            streak = self._streak
+            failing = streak >= self.policy.environment_streak
+            self._marked = self._marked or failing
+        pending, record = self._take_pending()
         update = CountUpdate(
             version=record.version,
             bucket=self._bucket(now),
             delta=pending + Counts(calls=1, failures=1, slow=1 if slow else 0),
             at=now,
-            consecutive=1,
-            latest_success_at=success_at,
+            mark=self.owner if failing else None,
             prune=record.counters_outside(now, self.policy.window_seconds, self.policy.bucket_seconds),
         )
         try:
@@ -247,13 +260,15 @@ class CircuitBreaker:
             logger.warning("breaker %s: could not record a failure; the Breakers table is unavailable", self.name)
             return
         self._remember(written, now)
-        if written.state is BreakerState.CLOSED and self._should_open(written, now):
-            reason = (
-                f"{written.consecutive_failures} consecutive failures"
-                if written.consecutive_failures >= self.policy.failure_threshold
-                else f"failure rate over {self.policy.window_seconds:g}s reached the threshold"
-            )
+        if written.state is not BreakerState.CLOSED:
+            return
+        reason = self._open_reason(written, now, streak)
+        if reason is not None:
             self._transition(written, self._open_change(now), reason)
+        else:
+            # The fleet may open the breaker any moment now: look again before the next call.
+            with self._lock:
+                self._valid_until = now
 
     def _probe_done(self, now: float, failed: bool) -> None:
         record = self._record or BreakerRecord(self.name)
@@ -300,14 +315,24 @@ class CircuitBreaker:
             at=now,
         )
 
-    def _should_open(self, record: BreakerRecord, now: float) -> bool:
-        if record.consecutive_failures >= self.policy.failure_threshold:
-            return True
-        window = record.window(now, self.policy.window_seconds)
-        return (
-            window.calls >= self.policy.minimum_calls
-            and window.failures * 100 >= self.policy.failure_rate_threshold * window.calls
-        )
+    def _open_reason(self, record: BreakerRecord, now: float, streak: int) -> str | None:
+        policy = self.policy
+        if streak >= policy.failure_threshold:
+            return f"{streak} consecutive failures"
+        failing = record.failing_environments(now, policy.window_seconds)
+        if failing >= policy.failing_environments_threshold:
+            return f"{failing} environments failing"
+        # Successes reach the table up to a refresh interval late: judge the rate only
+        # once the window holds more history than that.
+        if record.since is None or now - record.since < policy.refresh_interval + policy.bucket_seconds:
+            return None
+        window = record.window(now, policy.window_seconds)
+        if (
+            window.calls >= policy.minimum_calls
+            and window.failures * 100 >= policy.failure_rate_threshold * window.calls
+        ):
+            return f"failure rate {window.failures}/{window.calls} over {policy.window_seconds:g}s"
+        return None
 
     # -- the local view -------------------------------------------------------------------------
     def _view(self, now: float) -> BreakerRecord:
@@ -329,15 +354,14 @@ class CircuitBreaker:
             record = self._store_down(now)
         self._remember(record, now)
 
-    def _take_pending(self, now: float) -> tuple[Counts, float | None, BreakerRecord]:
+    def _take_pending(self) -> tuple[Counts, BreakerRecord]:
         with self._lock:
             pending, self._pending = self._pending, Counts()
-            success_at, self._pending_success_at = self._pending_success_at, None
-            return pending, success_at, self._record or BreakerRecord(self.name)
+            return pending, self._record or BreakerRecord(self.name)
 
-    def _flush(self, now: float) -> None:
-        pending, success_at, record = self._take_pending(now)
-        if not pending:
+    def _flush(self, now: float, *, unmark: bool = False) -> None:
+        pending, record = self._take_pending()
+        if not pending and not unmark:
             self._refresh(now)
             return
         update = CountUpdate(
@@ -345,7 +369,7 @@ class CircuitBreaker:
             bucket=self._bucket(now),
             delta=pending,
             at=now,
-            latest_success_at=success_at,
+            unmark=self.owner if unmark else None,
             prune=record.counters_outside(now, self.policy.window_seconds, self.policy.bucket_seconds),
         )
         try:
@@ -364,6 +388,9 @@ class CircuitBreaker:
     def _remember(self, record: BreakerRecord, now: float) -> None:
         with self._lock:
             previous = self._record
+            if previous is not None and previous.version != record.version:
+                # A transition starts afresh: streaks and marks belonged to the old version.
+                self._streak, self._marked = 0, False
             self._record = record
             interval = self.policy.refresh_interval
             self._valid_until = now + interval * (1 - self.policy.refresh_jitter * self._rng.random())
@@ -378,7 +405,7 @@ class CircuitBreaker:
         before = self.store.get(self.name) or BreakerRecord(self.name)
         after = self.store.change(self.name, change, expected_version=None)
         if after is not None:
-            self._take_pending(change.at)
+            self._take_pending()
             with self._lock:
                 self._probing = False
             self._remember(after, change.at)

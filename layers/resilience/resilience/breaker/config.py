@@ -10,6 +10,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+# Imported once, with the module: a lazy import inside the predicate could meet a
+# different copy of the taxonomy than the caller's (the offline runtime isolates
+# each function's modules), and isinstance checks would silently fail.
+from resilience.clients import is_transient
+
 __all__ = ["BreakerPolicy", "counts_as_failure", "policy_from_env"]
 
 
@@ -19,15 +24,17 @@ def counts_as_failure(exc: BaseException) -> bool:
     A 4xx means the dependency answered, and a gone WebSocket client says
     nothing about API Gateway's health.
     """
-    from resilience.clients import is_transient
-
     return is_transient(exc)
 
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    #: Consecutive failures (fleet-wide) that open the breaker.
+    #: Consecutive failures seen by one environment that open the breaker (seed 003).
     failure_threshold: int = 5
+    #: Consecutive failures after which an environment counts as *failing* for the fleet...
+    environment_streak: int = 2
+    #: ...and how many failing environments open the breaker for all (default: failure_threshold).
+    failing_environments: int | None = None
     #: Failure rate, in percent, over the window that opens the breaker...
     failure_rate_threshold: float = 50.0
     window_seconds: float = 60.0
@@ -52,6 +59,8 @@ class BreakerPolicy:
     def __post_init__(self) -> None:
         positive = {
             "failure_threshold": self.failure_threshold,
+            "environment_streak": self.environment_streak,
+            "failing_environments": self.failing_environments_threshold,
             "window_seconds": self.window_seconds,
             "minimum_calls": self.minimum_calls,
             "recovery_timeout": self.recovery_timeout,
@@ -69,6 +78,10 @@ class BreakerPolicy:
             raise ValueError("BreakerPolicy.refresh_jitter is a fraction in [0, 1)")
         if self.slow_call_seconds is not None and self.slow_call_seconds <= 0:
             raise ValueError("BreakerPolicy.slow_call_seconds must be > 0 when set")
+
+    @property
+    def failing_environments_threshold(self) -> int:
+        return self.failing_environments if self.failing_environments is not None else self.failure_threshold
 
     @property
     def bucket_seconds(self) -> int:

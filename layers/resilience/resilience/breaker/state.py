@@ -9,7 +9,12 @@ that DynamoDB can update them with a single ``UpdateItem``:
   version they belong to (``n3_1700000040`` = calls in version 3, bucket
   starting at 1700000040), so a transition starts a fresh window without
   having to delete anything first, and counters of older versions are simply
-  ignored (and pruned lazily).
+  ignored (and pruned lazily);
+* an environment whose own calls are failing in a row sets a *mark*
+  (``m3_<owner>`` = when it last failed) and removes it when it recovers.
+  Consecutive failures are only meaningful within one environment (another
+  environment's successes reach the table up to a refresh interval late), so
+  the fleet aggregates *how many environments are failing right now*.
 """
 
 from __future__ import annotations
@@ -54,12 +59,17 @@ class Counts:
 
 
 _COUNTER = re.compile(r"^([nfs])(\d+)_(\d+)$")
+_MARKER = re.compile(r"^m(\d+)_(.+)$")
 _FIELD = {"n": "calls", "f": "failures", "s": "slow"}
 
 
 def counter_name(kind: str, version: int, bucket: int) -> str:
     """``kind`` is ``n`` (calls), ``f`` (failures) or ``s`` (slow)."""
     return f"{kind}{version}_{bucket}"
+
+
+def marker_name(version: int, owner: str) -> str:
+    return f"m{version}_{owner}"
 
 
 @dataclass(frozen=True)
@@ -76,9 +86,12 @@ class BreakerRecord:
     forced: bool = False
     last_failure_at: float | None = None
     last_success_at: float | None = None
-    consecutive_failures: int = 0
+    #: When the current version began (the last transition, or the record's creation).
+    since: float | None = None
     half_open_successes: int = 0
     buckets: Mapping[int, Counts] = field(default_factory=dict)
+    #: Environments failing in a row: owner -> when it last failed.
+    marks: Mapping[str, float] = field(default_factory=dict)
     #: Counter attributes of older versions or old buckets, for lazy pruning.
     stale_counters: tuple[str, ...] = ()
 
@@ -89,15 +102,20 @@ class BreakerRecord:
                 total = total + counts
         return total
 
+    def failing_environments(self, now: float, window_seconds: float) -> int:
+        """Environments that failed in a row and have not recovered, within the window."""
+        return sum(1 for at in self.marks.values() if at > now - window_seconds)
+
     def counters_outside(self, now: float, window_seconds: float, bucket_seconds: float) -> tuple[str, ...]:
-        """Counter names that can no longer matter (for REMOVE)."""
+        """Attributes that can no longer matter (for REMOVE): old buckets, expired marks."""
         old = [
             counter_name(kind, self.version, start)
             for start in self.buckets
             if start + bucket_seconds <= now - window_seconds
             for kind in ("n", "f", "s")
         ]
-        return (*self.stale_counters, *old)
+        expired = [marker_name(self.version, owner) for owner, at in self.marks.items() if at <= now - window_seconds]
+        return (*self.stale_counters, *old, *expired)
 
     def info(self) -> CircuitInfo:
         return CircuitInfo(self.name, self.state, self.opened_at, self.next_attempt_at, self.forced)
@@ -107,12 +125,18 @@ def record_from_attributes(name: str, attributes: Mapping[str, Any]) -> BreakerR
     """Decode the flat attribute map (plain Python values) both stores keep."""
     version = int(attributes.get("version", 0))
     buckets: dict[int, dict[str, int]] = {}
+    marks: dict[str, float] = {}
     stale: list[str] = []
     for key, value in attributes.items():
+        marker = _MARKER.match(key)
+        if marker is not None:
+            if int(marker.group(1)) == version:
+                marks[marker.group(2)] = float(value)
+            else:
+                stale.append(key)
+            continue
         match = _COUNTER.match(key)
         if match is None:
-            if re.match(r"^cf\d+$", key) and key != f"cf{version}":
-                stale.append(key)
             continue
         kind, counter_version, bucket = match.groups()
         if int(counter_version) != version:
@@ -135,9 +159,10 @@ def record_from_attributes(name: str, attributes: Mapping[str, Any]) -> BreakerR
         forced=bool(attributes.get("forced", False)),
         last_failure_at=number("lastFailureAt"),
         last_success_at=number("lastSuccessAt"),
-        consecutive_failures=int(attributes.get(f"cf{version}", 0)),
+        since=number("updatedAt"),
         half_open_successes=int(attributes.get("halfOpenSuccesses", 0)),
         buckets={start: Counts(**fields) for start, fields in buckets.items()},
+        marks=marks,
         stale_counters=tuple(sorted(stale)),
     )
 
@@ -175,7 +200,7 @@ class BreakerStats:
     failures: int
     slow_calls: int
     failure_rate: float
-    consecutive_failures: int
+    failing_environments: int
     opened_at: float | None
     next_attempt_at: float | None
     last_failure_at: float | None
@@ -194,7 +219,7 @@ class BreakerStats:
             "failures": self.failures,
             "slowCalls": self.slow_calls,
             "failureRate": round(self.failure_rate, 4),
-            "consecutiveFailures": self.consecutive_failures,
+            "failingEnvironments": self.failing_environments,
             "openedAt": iso(self.opened_at),
             "nextAttemptAt": iso(self.next_attempt_at),
             "lastFailureAt": iso(self.last_failure_at),

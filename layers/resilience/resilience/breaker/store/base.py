@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from resilience.breaker.state import BreakerRecord, BreakerState, Counts, counter_name
+from resilience.breaker.state import BreakerRecord, BreakerState, Counts, counter_name, marker_name
 
 __all__ = ["BreakerStore", "CountUpdate", "StateChange", "apply_change", "apply_counts"]
 
@@ -29,17 +29,11 @@ class CountUpdate:
     bucket: int
     delta: Counts
     at: float
-    #: Failures to add to the consecutive-failure counter...
-    consecutive: int = 0
-    #: ...or to set it to, when the update reports a success later than the last
-    #: failure anyone recorded (a success reported late must not break a newer streak).
-    latest_success_at: float | None = None
+    #: This environment is failing (a local streak of consecutive failures): mark it...
+    mark: str | None = None
+    #: ...or it recovered: take its mark away.
+    unmark: str | None = None
     prune: tuple[str, ...] = ()
-
-    def breaks_streak(self, last_failure_at: float | None) -> bool:
-        return self.latest_success_at is not None and (
-            last_failure_at is None or last_failure_at < self.latest_success_at
-        )
 
 
 @dataclass(frozen=True)
@@ -83,16 +77,15 @@ def apply_counts(attributes: dict[str, Any], update: CountUpdate) -> None:
     an UpdateExpression, and the shared store test suite holds them equal)."""
     attributes.setdefault("state", str(BreakerState.CLOSED))
     attributes.setdefault("version", 0)
+    attributes.setdefault("updatedAt", update.at)
     for kind, value in (("n", update.delta.calls), ("f", update.delta.failures), ("s", update.delta.slow)):
         if value:
             key = counter_name(kind, update.version, update.bucket)
             attributes[key] = int(attributes.get(key, 0)) + value
-    streak = f"cf{update.version}"
-    last_failure = attributes.get("lastFailureAt")
-    if update.breaks_streak(float(last_failure) if last_failure is not None else None):
-        attributes[streak] = update.consecutive
-    elif update.consecutive:
-        attributes[streak] = int(attributes.get(streak, 0)) + update.consecutive
+    if update.mark is not None:
+        attributes[marker_name(update.version, update.mark)] = update.at
+    if update.unmark is not None:
+        attributes.pop(marker_name(update.version, update.unmark), None)
     if update.delta.failures:
         attributes["lastFailureAt"] = update.at
     if update.delta.calls > update.delta.failures:

@@ -10,8 +10,8 @@ Item shape (what an ASL ``dynamodb:getItem`` gate reads)::
     name (S, key) · state (S: CLOSED | OPEN | HALF_OPEN) · version (N)
     openedAt (N, epoch s) · nextAttemptAt (N) · nextAttemptAtIso (S, ISO-8601 UTC)
     probeOwner (S) · probeLeaseUntil (N) · forced (BOOL)
-    lastFailureAt (N) · lastSuccessAt (N) · updatedAt (N)
-    halfOpenSuccesses (N) · cf<v> (N consecutive failures of version v)
+    lastFailureAt (N) · lastSuccessAt (N) · updatedAt (N: when the current version began)
+    halfOpenSuccesses (N) · m<v>_<owner> (N: when a failing environment last failed)
     n<v>_<bucket> / f<v>_<bucket> / s<v>_<bucket> (N calls / failures / slow calls)
 """
 
@@ -23,8 +23,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from resilience.breaker.state import BreakerRecord, counter_name, record_from_attributes
+from resilience.breaker.state import BreakerRecord, counter_name, marker_name, record_from_attributes
 from resilience.breaker.store.base import BreakerStore, CountUpdate, StateChange
+from resilience.clients import error_code
 from resilience.errors import BreakerStoreError
 
 __all__ = ["DynamoDBBreakerStore"]
@@ -38,10 +39,6 @@ def _plain(value: Any) -> Any:
 
 def _number(value: float) -> Decimal:
     return Decimal(repr(round(value, 6)))
-
-
-class _StreakKept(Exception):  # noqa: N818 - a signal, not an error
-    """The conditional streak reset lost: a failure was recorded after our successes."""
 
 
 class DynamoDBBreakerStore(BreakerStore):
@@ -81,19 +78,13 @@ class DynamoDBBreakerStore(BreakerStore):
         return self._record(name, item) if item else None
 
     def add(self, name: str, update: CountUpdate) -> BreakerRecord:
-        if update.latest_success_at is not None:
-            # Reset the streak only if no failure was recorded after these successes;
-            # DynamoDB decides atomically, and a lost condition means "just add".
-            try:
-                return self._add(name, update, reset_streak=True)
-            except _StreakKept:
-                pass
-        return self._add(name, update, reset_streak=False)
-
-    def _add(self, name: str, update: CountUpdate, *, reset_streak: bool) -> BreakerRecord:
         names: dict[str, str] = {"#state": "state", "#version": "version"}
         values: dict[str, Any] = {":closed": {"S": "CLOSED"}, ":zero": {"N": "0"}}
-        sets = ["#state = if_not_exists(#state, :closed)", "#version = if_not_exists(#version, :zero)"]
+        sets = [
+            "#state = if_not_exists(#state, :closed)",
+            "#version = if_not_exists(#version, :zero)",
+            "updatedAt = if_not_exists(updatedAt, :now)",
+        ]
         adds: list[str] = []
         removes: list[str] = []
         for index, (kind, amount) in enumerate(
@@ -103,25 +94,17 @@ class DynamoDBBreakerStore(BreakerStore):
                 names[f"#c{index}"] = counter_name(kind, update.version, update.bucket)
                 values[f":c{index}"] = {"N": str(amount)}
                 adds.append(f"#c{index} :c{index}")
-        kwargs: dict[str, Any] = {}
-        names["#cf"] = f"cf{update.version}"
-        values[":cf"] = {"N": str(update.consecutive)}
-        if reset_streak:
-            sets.append("#cf = :cf")
-            values[":ls"] = {"N": str(_number(update.latest_success_at or 0.0))}
-            kwargs["ConditionExpression"] = "attribute_not_exists(lastFailureAt) OR lastFailureAt < :ls"
-        elif update.consecutive:
-            adds.append("#cf :cf")
-        else:
-            del names["#cf"], values[":cf"]
-        stamps = []
+        values[":now"] = {"N": str(_number(update.at))}
+        if update.mark is not None:
+            names["#mark"] = marker_name(update.version, update.mark)
+            sets.append("#mark = :now")
+        if update.unmark is not None:
+            names["#unmark"] = marker_name(update.version, update.unmark)
+            removes.append("#unmark")
         if update.delta.failures:
-            stamps.append("lastFailureAt = :at")
+            sets.append("lastFailureAt = :now")
         if update.delta.calls > update.delta.failures:
-            stamps.append("lastSuccessAt = :at")
-        if stamps:
-            sets.extend(stamps)
-            values[":at"] = {"N": str(_number(update.at))}
+            sets.append("lastSuccessAt = :now")
         for index, key in enumerate(update.prune):
             names[f"#p{index}"] = key
             removes.append(f"#p{index}")
@@ -131,12 +114,8 @@ class DynamoDBBreakerStore(BreakerStore):
         if removes:
             expression += " REMOVE " + ", ".join(removes)
         try:
-            attributes = self._update(name, expression, names, values, **kwargs)
-        except ClientError as exc:
-            if reset_streak and exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise _StreakKept from exc
-            raise BreakerStoreError(f"Breakers table unavailable recording {name}") from exc
-        except BotoCoreError as exc:
+            attributes = self._update(name, expression, names, values)
+        except (BotoCoreError, ClientError) as exc:
             raise BreakerStoreError(f"Breakers table unavailable recording {name}") from exc
         return self._record(name, attributes)
 
@@ -186,7 +165,7 @@ class DynamoDBBreakerStore(BreakerStore):
         try:
             attributes = self._update(name, expression, names, values, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return None
             raise BreakerStoreError(f"Breakers table unavailable changing {name}") from exc
         except BotoCoreError as exc:
