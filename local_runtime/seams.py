@@ -271,6 +271,9 @@ def _install_lambda() -> None:
 
 # -- API Gateway management API ------------------------------------------------------
 def _install_websockets() -> None:
+    # moto hands over the id as it stands in the URL path; real ids end in "=" (%3D).
+    from urllib.parse import unquote
+
     from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend, Connection
     from moto.core.exceptions import JsonRESTError
 
@@ -285,6 +288,7 @@ def _install_websockets() -> None:
         runtime = _active
         if runtime is None:
             return original_post(self, data, connection_id)  # type: ignore[no-any-return]
+        connection_id = unquote(connection_id)
         try:
             runtime.connections.post(connection_id, data)
         except ConnectionGoneError as exc:
@@ -294,6 +298,7 @@ def _install_websockets() -> None:
         runtime = _active
         if runtime is None:
             return original_get(self, connection_id)
+        connection_id = unquote(connection_id)
         try:
             local = runtime.connections.get(connection_id)
         except ConnectionGoneError as exc:
@@ -314,6 +319,7 @@ def _install_websockets() -> None:
         runtime = _active
         if runtime is None:
             return original_delete(self, connection_id)  # type: ignore[no-any-return]
+        connection_id = unquote(connection_id)
         try:
             runtime.connections.delete(connection_id)
         except ConnectionGoneError as exc:

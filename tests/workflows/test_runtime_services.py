@@ -177,3 +177,14 @@ def test_RateScheduleFiresOncePerPeriodInVirtualTime(runtime_factory):
     assert all(re.fullmatch(r"tick#\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["pk"]) for item in ticks)
     starts = sorted(r.start.timestamp() for r in fired)
     assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([60.0, 60.0])
+
+
+def test_RealConnectionIdsWithEqualsSignsAreFound(runtime_factory):
+    runtime = runtime_factory()
+    runtime.connections.connect("Xy1ZEcabcDEFg=")
+    api = runtime.management_api()
+    api.post_to_connection(ConnectionId="Xy1ZEcabcDEFg=", Data=b"hi")
+    assert runtime.connections.received("Xy1ZEcabcDEFg=") == ["hi"]
+    api.delete_connection(ConnectionId="Xy1ZEcabcDEFg=")
+    with pytest.raises(ClientError):
+        api.get_connection(ConnectionId="Xy1ZEcabcDEFg=")

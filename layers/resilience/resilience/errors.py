@@ -68,6 +68,8 @@ class RetryableError(BreakwaterError):
     code = "SERVICE_UNAVAILABLE"
     public_message = "Service temporarily unavailable"
     retryable = True
+    # Every 503 tells the client when to come back.
+    default_retry_after = 5
 
 
 class ThrottledError(RetryableError):
@@ -82,7 +84,6 @@ class ServiceTimeoutError(RetryableError):
 
     code = "SERVICE_TIMEOUT"
     public_message = "A dependency timed out"
-    default_retry_after = 5
 
 
 class CircuitOpenError(BreakwaterError):
