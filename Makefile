@@ -57,7 +57,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy $(PY_SOURCES)
-	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; $(BIN)/mypy $$d/app.py || exit 1; done
+	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=$$d:layers/resilience $(BIN)/mypy $$d/app.py || exit 1; done
 
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint $(TEMPLATES)

@@ -56,6 +56,10 @@ SEAMS: tuple[tuple[str, str], ...] = (
         "moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations.is_operator",
         "IsTimestamp.string_to_timestamp",
     ),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service",
+        "StateTaskService._to_boto_request",
+    ),
 )
 
 _active: LocalRuntime | None = None
@@ -124,6 +128,7 @@ def install_seams() -> None:
         _install_client_cache()
         _install_context_object_fixes()
         _install_timestamp_parsing()
+        _install_parameter_casing()
         _installed = True
 
 
@@ -484,6 +489,39 @@ def _install_timestamp_parsing() -> None:
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
     is_operator.IsTimestamp.string_to_timestamp = staticmethod(string_to_timestamp)  # type: ignore[method-assign,assignment]
+
+
+def _install_parameter_casing() -> None:
+    """Service integrations take PascalCase parameters (``StateMachineArn``) on AWS, which
+    Step Functions maps onto the API's member names (``stateMachineArn``). moto has the
+    mapping (``_to_boto_request``) but never calls it, so an SFN or other camelCase API
+    integration fails with a KeyError; call it, as the interpreter it comes from does."""
+    import botocore.session
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+        StateTaskService,
+    )
+
+    models = botocore.session.get_session()
+    original = StateTaskService._normalise_parameters
+
+    def _normalise_parameters(
+        self: Any,
+        parameters: dict[str, Any],
+        boto_service_name: str | None = None,
+        service_action_name: str | None = None,
+    ) -> None:
+        original(self, parameters, boto_service_name, service_action_name)
+        service = boto_service_name or self._get_boto_service_name()
+        action = service_action_name or self._get_boto_service_action()
+        try:
+            model = models.get_service_model(service)
+            operation = model.operation_model("".join(part.title() for part in action.split("_")))
+        except Exception:  # noqa: BLE001 - unknown to botocore: leave the parameters as written
+            return
+        if operation.input_shape is not None:
+            self._to_boto_request(parameters, operation.input_shape)
+
+    StateTaskService._normalise_parameters = _normalise_parameters  # type: ignore[method-assign]
 
 
 def _install_context_object_fixes() -> None:

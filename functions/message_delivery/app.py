@@ -1,0 +1,112 @@
+"""Deliver a message to one batch of a session's recipients (the Map's item).
+
+Input: ``{"messageId", "sessionId", "frame", "recipients": [...], "correlationId"}``.
+Output: the delivered / gone / parked connection ids and counts. Parked
+recipients are in the Outbox before this returns; if the Outbox itself
+cannot be written, the batch fails with ``DependencyUnavailableError`` so the
+workflow stops loudly instead of losing them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
+from delivery import BatchResult, deliver_batch
+
+from resilience.breaker import CircuitBreaker, DynamoDBBreakerStore, Transition, policy_from_env
+from resilience.clients import default_clients, translate_errors
+from resilience.errors import BreakwaterError, DependencyUnavailableError, ValidationError
+from resilience.observability import default_observability, with_observability
+from resilience.retry import RetryPolicy
+
+_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["messageId", "sessionId", "frame", "recipients", "correlationId"],
+    "properties": {
+        "messageId": {"type": "string", "minLength": 1, "maxLength": 64},
+        "sessionId": {"type": "string", "minLength": 1, "maxLength": 64},
+        "frame": {"type": "object"},
+        "recipients": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 500},
+        "senderConnectionId": {"type": "string"},
+        "correlationId": {"type": "string", "minLength": 1},
+    },
+}
+_observability = default_observability()
+_logger, _metrics = _observability.logger, _observability.metrics
+_clients = default_clients()
+
+
+def _on_transition(transition: Transition) -> None:
+    _metrics.add_metric(name=f"Breaker{transition.to_state.title().replace('_', '')}", unit="Count", value=1)
+    _logger.warning("breaker transition", extra={"breaker": transition.name, "to": str(transition.to_state)})
+
+
+_breaker = CircuitBreaker(
+    "apigateway.postToConnection",
+    DynamoDBBreakerStore(os.environ["BW_BREAKERS_TABLE"], _clients.dynamodb()),
+    policy_from_env("apigateway"),
+    on_transition=_on_transition,
+)
+
+
+def _park(event: dict[str, Any], result: BatchResult) -> None:
+    ttl = int(time.time()) + int(float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600)
+    table = os.environ["BW_OUTBOX_TABLE"]
+    frame = json.dumps(event["frame"])
+    try:
+        for connection_id, reason in result.parked.items():
+            with translate_errors("dynamodb", "PutItem"):
+                _clients.dynamodb().put_item(
+                    TableName=table,
+                    Item={
+                        "connectionId": {"S": connection_id},
+                        "messageId": {"S": event["messageId"]},
+                        "sessionId": {"S": event["sessionId"]},
+                        "frame": {"S": frame},
+                        "reason": {"S": reason},
+                        "attempts": {"N": str(result.attempts.get(connection_id, 0))},
+                        "expiresAt": {"N": str(ttl)},
+                    },
+                )
+    except BreakwaterError as exc:
+        raise DependencyUnavailableError(f"could not park {len(result.parked)} recipients") from exc
+
+
+@with_observability
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        validate(event=event, schema=_SCHEMA)
+    except SchemaValidationError as exc:
+        raise ValidationError(f"invalid delivery batch: {exc.message}") from exc
+    data = json.dumps(event["frame"]).encode()
+    endpoint = os.environ["BW_WEBSOCKET_ENDPOINT"]
+
+    def post(connection_id: str) -> None:
+        with translate_errors("apigatewaymanagementapi", "PostToConnection"):
+            _clients.apigateway_management(endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
+
+    # The speaker is acknowledged by send_message, not sent its own message back.
+    recipients = [r for r in event["recipients"] if r != event.get("senderConnectionId")]
+    result = deliver_batch(
+        recipients,
+        post,
+        _breaker,
+        policy=RetryPolicy.from_env(),
+        sleep=time.sleep,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
+    _breaker.flush()
+    if result.parked:
+        _park(event, result)
+    for name, count in (
+        ("Delivered", len(result.delivered)),
+        ("Gone", len(result.gone)),
+        ("Parked", len(result.parked)),
+    ):
+        if count:
+            _metrics.add_metric(name=f"Messages{name}", unit="Count", value=count)
+    return result.to_json()
