@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 
@@ -242,7 +243,8 @@ def request_resources(body: bytes | str | None, url: str) -> list[str]:
                     # ARNs and URLs: also offer the last segment (a logical id).
                     found.append(value.rsplit(":", 1)[-1].rsplit("/", 1)[-1])
     path = url.split("://", 1)[-1].split("?", 1)[0]
-    path = path.split("/", 1)[1] if "/" in path else ""
+    # Match what the user wrote: a connection id "abc=" is "abc%3D" in the URL.
+    path = unquote(path.split("/", 1)[1]) if "/" in path else ""
     if path:
         found.append("/" + path)
         found.extend(part for part in path.split("/") if part)

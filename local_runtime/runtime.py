@@ -504,7 +504,7 @@ class LocalRuntime:
         spec = self.template.state_machine(described["stateMachineArn"])
         return ExecutionResult(
             arn=execution_arn,
-            name=described["name"],
+            name=described.get("name") or execution_arn.rsplit(":", 1)[-1],
             state_machine=spec.logical_id,
             status=described["status"],
             input=maybe_json(described.get("input")),

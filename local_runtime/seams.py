@@ -60,6 +60,7 @@ SEAMS: tuple[tuple[str, str], ...] = (
         "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service",
         "StateTaskService._to_boto_request",
     ),
+    ("botocore.retries.bucket", "TokenBucket._acquire"),
 )
 
 _active: LocalRuntime | None = None
@@ -129,6 +130,7 @@ def install_seams() -> None:
         _install_context_object_fixes()
         _install_timestamp_parsing()
         _install_parameter_casing()
+        _install_adaptive_retry_clock()
         _installed = True
 
 
@@ -489,6 +491,35 @@ def _install_timestamp_parsing() -> None:
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
     is_operator.IsTimestamp.string_to_timestamp = staticmethod(string_to_timestamp)  # type: ignore[method-assign,assignment]
+
+
+def _install_adaptive_retry_clock() -> None:
+    """botocore's adaptive retry mode throttles a client through a token bucket that
+    refills on ``time.time`` but waits on a real condition variable: with the clock
+    frozen between virtual sleeps it would never refill. Wait on the virtual clock."""
+    from botocore.retries.bucket import CapacityNotAvailableError, TokenBucket
+
+    original = TokenBucket._acquire
+
+    def _acquire(self: Any, amount: int, block: bool) -> bool:
+        runtime = _active
+        if runtime is None:
+            return original(self, amount, block)  # type: ignore[no-any-return]
+        self._refill()
+        if amount <= self._current_capacity:
+            self._current_capacity -= amount
+            return True
+        if not block:
+            raise CapacityNotAvailableError()
+        sleep_amount = self._sleep_amount(amount)
+        while sleep_amount > 0:
+            runtime.clock.sleep(sleep_amount)
+            self._refill()
+            sleep_amount = self._sleep_amount(amount)
+        self._current_capacity -= amount
+        return True
+
+    TokenBucket._acquire = _acquire  # type: ignore[method-assign]
 
 
 def _install_parameter_casing() -> None:

@@ -1,0 +1,160 @@
+"""sendMessage route: validate, rate-limit, deliver, and answer the sender.
+
+The sender is a speaker of the session. The message is stored and fanned out
+by the DeliverMessage workflow (Express, run synchronously); the sender gets
+an ``ack`` with the message id once every recipient is delivered, gone or
+parked, or an ``error`` frame saying why not (400, 403, 429, 503 with
+retryAfter). Bad input changes nothing. If the RateLimits table is down,
+limiting is off for that message — logged and counted, never a refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
+from ulid import ULID
+
+from resilience.clients import default_clients, translate_errors
+from resilience.errors import (
+    BreakwaterError,
+    DependencyUnavailableError,
+    RateLimitedError,
+    ServiceTimeoutError,
+    TenantRejectedError,
+    ValidationError,
+)
+from resilience.observability import current_correlation_id, default_observability, with_observability
+
+_SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "schema.json").read_text(encoding="utf-8"))
+#: API Gateway frames are at most 128 KB; a message must fit in one with its envelope.
+MAX_FRAME_BYTES = 32 * 1024
+_observability = default_observability()
+_logger, _metrics = _observability.logger, _observability.metrics
+_clients = default_clients()
+
+
+def parse(body: str | None) -> dict[str, Any]:
+    if body is None or len(body.encode()) > MAX_FRAME_BYTES:
+        raise ValidationError(f"message must be at most {MAX_FRAME_BYTES} bytes")
+    try:
+        message = json.loads(body)
+    except ValueError as exc:
+        raise ValidationError("message must be JSON") from exc
+    try:
+        validate(event=message, schema=_SCHEMA)
+    except SchemaValidationError as exc:
+        raise ValidationError(f"invalid sendMessage: {exc.message}") from exc
+    return message  # type: ignore[no-any-return]
+
+
+def sender_of(connection_id: str, session_id: str) -> dict[str, str]:
+    with translate_errors("dynamodb", "GetItem"):
+        item = (
+            _clients.dynamodb()
+            .get_item(
+                TableName=os.environ["BW_CONNECTIONS_TABLE"],
+                Key={"connectionId": {"S": connection_id}},
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
+    if item is None or item.get("sessionId", {}).get("S") != session_id:
+        raise TenantRejectedError("sender is not connected to this session")
+    if item.get("role", {}).get("S") != "speaker":
+        raise TenantRejectedError("only speakers broadcast")
+    return {"connectionId": connection_id, "role": "speaker", "userId": item.get("userId", {}).get("S", "anonymous")}
+
+
+def check_rate(subject: str, now: float) -> None:
+    """A fixed window per subject: one atomic ADD per message, nothing to read first."""
+    limit = int(os.environ.get("BW_RATE_LIMIT_MESSAGES", "20"))
+    window = int(os.environ.get("BW_RATE_LIMIT_WINDOW_SECONDS", "10"))
+    start = int(now // window) * window
+    try:
+        with translate_errors("dynamodb", "UpdateItem"):
+            count = int(
+                _clients.dynamodb().update_item(
+                    TableName=os.environ["BW_RATE_LIMITS_TABLE"],
+                    Key={"subject": {"S": f"{subject}#{start}"}},
+                    UpdateExpression="ADD messages :one SET expiresAt = :expires",
+                    ExpressionAttributeValues={":one": {"N": "1"}, ":expires": {"N": str(start + 2 * window)}},
+                    ReturnValues="UPDATED_NEW",
+                )["Attributes"]["messages"]["N"]
+            )
+    except BreakwaterError:
+        # Seed 002: availability over limiting, but never silently.
+        _logger.warning("rate limiting unavailable; message allowed")
+        _metrics.add_metric(name="RateLimitingDisabled", unit="Count", value=1)
+        return
+    if count > limit:
+        raise RateLimitedError(retry_after=max(1, int(start + window - now + 0.999)))
+
+
+def deliver(message: dict[str, Any], sender: dict[str, str], now: float) -> dict[str, Any]:
+    message_id = str(ULID.from_timestamp(now))
+    payload = {
+        "messageId": message_id,
+        "sessionId": message["sessionId"],
+        "clientMessageId": message["clientMessageId"],
+        "sender": sender,
+        "body": message["body"],
+        "timestamp": int(now * 1000),
+        "expiresAt": int(now) + int(float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600),
+        "correlationId": current_correlation_id() or message_id,
+    }
+    with translate_errors("stepfunctions", "StartSyncExecution"):
+        outcome = _clients.stepfunctions().start_sync_execution(
+            stateMachineArn=os.environ["BW_DELIVER_MESSAGE_ARN"], name=payload["messageId"], input=json.dumps(payload)
+        )
+    if outcome["status"] != "SUCCEEDED":
+        _logger.error("delivery failed", extra={"error": outcome.get("error")})
+        if outcome.get("error") == "ServiceTimeoutError":
+            raise ServiceTimeoutError("the message could not be stored")
+        raise DependencyUnavailableError("the message could not be delivered")
+    report = json.loads(outcome["output"])
+    counts = {"delivered": 0, "gone": 0, "parked": 0}
+    for batch in report.get("batches", []):
+        for key in counts:
+            counts[key] += int(batch["counts"][key])
+    return {"messageId": payload["messageId"], **counts}
+
+
+def answer(connection_id: str, frame: dict[str, Any]) -> None:
+    try:
+        with translate_errors("apigatewaymanagementapi", "PostToConnection"):
+            _clients.apigateway_management(os.environ["BW_WEBSOCKET_ENDPOINT"]).post_to_connection(
+                ConnectionId=connection_id, Data=json.dumps(frame).encode()
+            )
+    except Exception:  # noqa: BLE001 - the sender left or API Gateway is busy: the outcome stands
+        _logger.info("could not answer the sender", extra={"type": frame.get("type")})
+
+
+@with_observability
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    connection_id = event["requestContext"]["connectionId"]
+    client_message_id: str | None = None
+    try:
+        message = parse(event.get("body"))
+        client_message_id = message["clientMessageId"]
+        now = time.time()
+        sender = sender_of(connection_id, message["sessionId"])
+        check_rate(sender["userId"] if sender["userId"] != "anonymous" else connection_id, now)
+        result = deliver(message, sender, now)
+    except BreakwaterError as error:
+        frame: dict[str, Any] = {"type": "error", **error.to_response(current_correlation_id())["error"]}
+        if client_message_id:
+            frame["clientMessageId"] = client_message_id
+        _metrics.add_metric(name="MessagesRefused", unit="Count", value=1)
+        answer(connection_id, frame)
+        return {"statusCode": error.status}
+    _metrics.add_metric(name="MessagesAccepted", unit="Count", value=1)
+    answer(
+        connection_id,
+        {"type": "ack", "clientMessageId": client_message_id, "messageId": result["messageId"], "recipients": result},
+    )
+    return {"statusCode": 200}

@@ -1,0 +1,227 @@
+"""A speaker's message reaches every listener, or is parked — whatever API Gateway or DynamoDB do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local_runtime import LocalRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEAKER = "Speaker0="
+SESSION = "town-hall"
+
+
+@pytest.fixture
+def stack():
+    started: list[LocalRuntime] = []
+
+    def make(listeners: int = 3, faults: list[dict[str, Any]] | None = None) -> LocalRuntime:
+        runtime = LocalRuntime(ROOT / "template.yaml", faults=faults).start()
+        started.append(runtime)
+        ddb = runtime.client("dynamodb")
+        members = [(SPEAKER, "speaker", "u-speaker")] + [(f"L{i}=", "listener", "anonymous") for i in range(listeners)]
+        for connection_id, role, user in members:
+            runtime.connections.connect(connection_id)
+            ddb.put_item(
+                TableName="ConnectionsTable",
+                Item={
+                    "connectionId": {"S": connection_id},
+                    "sessionId": {"S": SESSION},
+                    "role": {"S": role},
+                    "userId": {"S": user},
+                    "tenantId": {"S": "acme"},
+                },
+            )
+        return runtime
+
+    yield make
+    for runtime in started:
+        runtime.stop()
+
+
+def send(runtime: LocalRuntime, body: object, *, client_id: str = "6f1c2e9a-0000-4000-8000-000000000001") -> int:
+    frame = (
+        body
+        if isinstance(body, str)
+        else json.dumps({"action": "sendMessage", "sessionId": SESSION, "clientMessageId": client_id, "body": body})
+    )
+    event = {
+        "requestContext": {
+            "routeKey": "sendMessage",
+            "connectionId": SPEAKER,
+            "requestId": "req-1",
+            "eventType": "MESSAGE",
+        },
+        "headers": {"x-correlation-id": "corr-send-1"},
+        "body": frame,
+    }
+    invocation = runtime.invoke("SendMessageFunction", event)
+    assert invocation.error_type is None, invocation.error_message
+    return int(invocation.payload["statusCode"])
+
+
+def listeners(runtime: LocalRuntime) -> list[str]:
+    return sorted(c.connection_id for c in runtime.connections.all() if c.connection_id != SPEAKER)
+
+
+def received(runtime: LocalRuntime, connection_id: str) -> list[dict[str, Any]]:
+    return [m for m in runtime.connections.received(connection_id) if isinstance(m, dict)]
+
+
+def test_DeliverToAllListeners(stack):
+    runtime = stack(listeners=3)
+
+    assert send(runtime, {"text": "hello"}) == 200
+
+    (ack,) = received(runtime, SPEAKER)
+    assert ack["type"] == "ack"
+    assert ack["clientMessageId"] == "6f1c2e9a-0000-4000-8000-000000000001"
+    assert ack["recipients"]["delivered"] == 3
+    for listener in listeners(runtime):
+        (message,) = received(runtime, listener)
+        assert message["type"] == "message"
+        assert message["messageId"] == ack["messageId"]
+        assert message["body"] == {"text": "hello"}
+        assert message["sender"] == {"role": "speaker", "userId": "u-speaker"}
+    (stored,) = runtime.items("MessagesTable")
+    assert stored["messageId"] == ack["messageId"]
+    assert int(stored["expiresAt"]) - int(stored["timestamp"]) // 1000 == 24 * 3600
+
+
+def test_RetryOnThrottleThenSucceed(stack):
+    # API Gateway throttles the first two posts to L1=; the delivery retries and gets through.
+    runtime = stack(
+        listeners=3,
+        faults=[{"service": "apigatewaymanagementapi", "resource": "L1=", "throttle": True, "count": 2}],
+    )
+
+    assert send(runtime, {"text": "hello"}) == 200
+
+    assert [m["type"] for m in received(runtime, "L1=")] == ["message"]
+    assert received(runtime, SPEAKER)[0]["recipients"]["delivered"] == 3
+    assert len(runtime.faults.log) == 2
+
+
+def test_GoneTriggersCleanup(stack):
+    runtime = stack(listeners=3)
+    runtime.connections.disconnect("L2=")  # the client left; its $disconnect never arrived
+
+    assert send(runtime, {"text": "hello"}) == 200
+
+    ack = received(runtime, SPEAKER)[0]
+    assert (ack["recipients"]["delivered"], ack["recipients"]["gone"]) == (2, 1)
+    cleanup_arn = runtime.template.state_machine("DisconnectCleanup").arn
+    executions = runtime.client("stepfunctions").list_executions(stateMachineArn=cleanup_arn)["executions"]
+    (cleanup,) = [runtime.wait(e["executionArn"]) for e in executions]
+    assert cleanup.status == "SUCCEEDED"
+    assert cleanup.input["connectionId"] == "L2="
+    assert "L2=" not in {item["connectionId"] for item in runtime.items("ConnectionsTable")}
+
+
+def test_BreakerOpenParksMessages(stack):
+    runtime = stack(
+        listeners=3,
+        faults=[
+            {"service": "apigatewaymanagementapi", "resource": "L*", "error": "InternalServerError", "status": 500}
+        ],
+    )
+
+    assert send(runtime, {"n": 1}, client_id="6f1c2e9a-0000-4000-8000-000000000011") == 200
+    first = received(runtime, SPEAKER)[0]["recipients"]
+    assert (first["delivered"], first["parked"]) == (0, 3)
+    calls_after_first = len(runtime.faults.log)
+
+    assert send(runtime, {"n": 2}, client_id="6f1c2e9a-0000-4000-8000-000000000012") == 200
+    second = received(runtime, SPEAKER)[1]["recipients"]
+    assert second["parked"] == 3
+    # The breaker is open: the second message did not call API Gateway at all.
+    assert len(runtime.faults.log) == calls_after_first
+    outbox = runtime.items("OutboxTable")
+    assert len(outbox) == 6
+    assert {item["reason"] for item in outbox} >= {"circuit_open"}
+
+
+def test_StoreFailureIs503(stack):
+    runtime = stack(
+        listeners=2,
+        faults=[
+            {"service": "dynamodb", "operation": "PutItem", "resource": "MessagesTable", "error": "InternalServerError"}
+        ],
+    )
+
+    assert send(runtime, {"text": "hello"}) == 503
+
+    (error,) = received(runtime, SPEAKER)
+    assert (error["type"], error["code"], error["retryAfter"]) == ("error", "SERVICE_TIMEOUT", 5)
+    assert error["clientMessageId"] == "6f1c2e9a-0000-4000-8000-000000000001"
+    assert runtime.items("MessagesTable") == []
+    assert all(received(runtime, listener) == [] for listener in listeners(runtime))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        json.dumps({"action": "sendMessage", "sessionId": SESSION, "body": {}}),
+        json.dumps({"action": "sendMessage", "sessionId": "bad session", "clientMessageId": "6f1c2e9a-00", "body": {}}),
+        json.dumps({"action": "sendMessage", "sessionId": SESSION, "clientMessageId": "6f1c2e9a-00", "body": "x" * 10}),
+        json.dumps(
+            {
+                "action": "sendMessage",
+                "sessionId": SESSION,
+                "clientMessageId": "6f1c2e9a-00",
+                "body": {"t": "x" * 40_000},
+            }
+        ),
+    ],
+    ids=["not-json", "missing-field", "bad-session", "body-not-object", "oversized"],
+)
+def test_OversizedOrMalformedBodyRejected(stack, frame):
+    runtime = stack(listeners=2)
+
+    assert send(runtime, frame) == 400
+
+    (error,) = received(runtime, SPEAKER)
+    assert (error["type"], error["code"]) == ("error", "VALIDATION_ERROR")
+    assert runtime.items("MessagesTable") == []
+    assert all(received(runtime, listener) == [] for listener in listeners(runtime))
+
+
+def test_ListenersCannotBroadcast(stack):
+    runtime = stack(listeners=1)
+    event = {
+        "requestContext": {"routeKey": "sendMessage", "connectionId": "L0=", "requestId": "r", "eventType": "MESSAGE"},
+        "body": json.dumps(
+            {"action": "sendMessage", "sessionId": SESSION, "clientMessageId": "6f1c2e9a-0000-4000", "body": {}}
+        ),
+    }
+    assert runtime.invoke("SendMessageFunction", event).payload == {"statusCode": 403}
+    assert received(runtime, "L0=")[0]["code"] == "TENANT_REJECTED"
+    assert runtime.items("MessagesTable") == []
+
+
+def test_RateLimitedSenderGets429AndRateLimitsOutageIsNotARefusal(stack):
+    runtime = stack(listeners=1)
+    runtime.function("SendMessageFunction")  # warm
+    codes = [send(runtime, {"n": i}, client_id=f"6f1c2e9a-0000-4000-8000-{i:012d}") for i in range(21)]
+    assert codes[:20] == [200] * 20
+    assert codes[20] == 429
+    error = received(runtime, SPEAKER)[-1]
+    assert (error["code"], error["retryAfter"] >= 1) == ("RATE_LIMITED", True)
+
+    runtime.faults.add({"service": "dynamodb", "resource": "RateLimitsTable", "error": "InternalServerError"})
+    assert send(runtime, {"n": "during outage"}, client_id="6f1c2e9a-0000-4000-8000-999999999999") == 200
+
+
+def test_FanOutOfAThousandListeners(stack):
+    runtime = stack(listeners=1000)
+
+    assert send(runtime, {"text": "all hands"}) == 200
+
+    ack = received(runtime, SPEAKER)[0]
+    assert ack["recipients"] == {"messageId": ack["messageId"], "delivered": 1000, "gone": 0, "parked": 0}
+    assert all(len(received(runtime, f"L{i}=")) == 1 for i in range(0, 1000, 97))
