@@ -499,7 +499,7 @@ def _install_adaptive_retry_clock() -> None:
     frozen between virtual sleeps it would never refill. Wait on the virtual clock."""
     from botocore.retries.bucket import CapacityNotAvailableError, TokenBucket
 
-    original = TokenBucket._acquire
+    original = TokenBucket._acquire  # type: ignore[attr-defined]
 
     def _acquire(self: Any, amount: int, block: bool) -> bool:
         runtime = _active
@@ -519,7 +519,7 @@ def _install_adaptive_retry_clock() -> None:
         self._current_capacity -= amount
         return True
 
-    TokenBucket._acquire = _acquire  # type: ignore[method-assign]
+    TokenBucket._acquire = _acquire  # type: ignore[attr-defined]
 
 
 def _install_parameter_casing() -> None:
