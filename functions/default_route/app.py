@@ -1,9 +1,10 @@
 """$default route: anything that is not a known action.
 
 ``{"action": "ping"}`` counts as activity (lastActivityTime moves on, so the
-idle sweeper leaves the connection alone). Everything else gets a clear error
-frame on the socket — an unknown action, or a body that is not JSON — and
-changes nothing.
+idle sweeper leaves the connection alone) and redelivers the messages parked
+for this connection while it was unreachable, in order. Everything else gets a
+clear error frame on the socket — an unknown action, or a body that is not
+JSON — and changes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import time
 from typing import Any
 
 from botocore.exceptions import ClientError
+from drain import drain_outbox
 
+from resilience.breaker import CircuitBreaker, DynamoDBBreakerStore, policy_from_env
 from resilience.clients import default_clients, error_code, translate_errors
 from resilience.errors import BreakwaterError
 from resilience.observability import current_correlation_id, default_observability, with_observability
@@ -22,6 +25,40 @@ from resilience.observability import current_correlation_id, default_observabili
 SUPPORTED_ACTIONS = ("sendMessage", "ping")
 _logger = default_observability().logger
 _metrics = default_observability().metrics
+_clients = default_clients()
+# The same breaker (the same item) as message delivery: one view of API Gateway's health.
+_breaker = CircuitBreaker(
+    "apigateway.postToConnection",
+    DynamoDBBreakerStore(os.environ["BW_BREAKERS_TABLE"], _clients.dynamodb()),
+    policy_from_env("apigateway"),
+)
+
+
+def _query_outbox(connection_id: str, limit: int) -> list[dict[str, Any]]:
+    with translate_errors("dynamodb", "Query"):
+        page = _clients.dynamodb().query(
+            TableName=os.environ["BW_OUTBOX_TABLE"],
+            KeyConditionExpression="connectionId = :c",
+            ExpressionAttributeValues={":c": {"S": connection_id}},
+            ScanIndexForward=True,
+            Limit=limit,
+        )
+    return list(page.get("Items", []))
+
+
+def _post(connection_id: str, data: bytes) -> None:
+    with translate_errors("apigatewaymanagementapi", "PostToConnection"):
+        _clients.apigateway_management(os.environ["BW_WEBSOCKET_ENDPOINT"]).post_to_connection(
+            ConnectionId=connection_id, Data=data
+        )
+
+
+def _delete(connection_id: str, message_id: str) -> None:
+    with translate_errors("dynamodb", "DeleteItem"):
+        _clients.dynamodb().delete_item(
+            TableName=os.environ["BW_OUTBOX_TABLE"],
+            Key={"connectionId": {"S": connection_id}, "messageId": {"S": message_id}},
+        )
 
 
 def error_frame(code: str, message: str, correlation_id: str | None) -> bytes:
@@ -48,7 +85,7 @@ def classify(body: str | None) -> tuple[str, str | None]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     connection_id = event["requestContext"]["connectionId"]
     kind, code = classify(event.get("body"))
-    clients = default_clients()
+    clients = _clients
     if kind == "ping":
         try:
             with translate_errors("dynamodb", "UpdateItem"):
@@ -63,6 +100,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             # A ping from a connection that was already cleaned up must not resurrect it.
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            return {"statusCode": 200}
+        try:
+            drained = drain_outbox(connection_id, query=_query_outbox, post=_post, delete=_delete, breaker=_breaker)
+        except BreakwaterError:
+            # The Outbox keeps the messages; the next ping tries again.
+            _logger.warning("outbox unavailable; redelivery postponed")
+            return {"statusCode": 200}
+        if drained.delivered:
+            _metrics.add_metric(name="MessagesRedelivered", unit="Count", value=drained.delivered)
         return {"statusCode": 200}
     message = (
         "Message body must be a JSON object"

@@ -225,3 +225,45 @@ def test_FanOutOfAThousandListeners(stack):
     ack = received(runtime, SPEAKER)[0]
     assert ack["recipients"] == {"messageId": ack["messageId"], "delivered": 1000, "gone": 0, "parked": 0}
     assert all(len(received(runtime, f"L{i}=")) == 1 for i in range(0, 1000, 97))
+
+
+def ping(runtime: LocalRuntime, connection_id: str) -> None:
+    event = {
+        "requestContext": {
+            "routeKey": "$default",
+            "connectionId": connection_id,
+            "requestId": "p",
+            "eventType": "MESSAGE",
+        },
+        "body": json.dumps({"action": "ping"}),
+    }
+    assert runtime.invoke("DefaultRouteFunction", event).payload == {"statusCode": 200}
+
+
+def test_BreakerRecoversAndTheOutboxDrainsInOrder(stack):
+    runtime = stack(
+        listeners=2,
+        faults=[
+            {"service": "apigatewaymanagementapi", "resource": "L*", "error": "InternalServerError", "status": 500}
+        ],
+    )
+    for n in range(3):
+        assert send(runtime, {"n": n}, client_id=f"6f1c2e9a-0000-4000-8000-00000000002{n}") == 200
+    assert len(runtime.items("OutboxTable")) == 6
+    assert all(received(runtime, listener) == [] for listener in listeners(runtime))
+
+    runtime.faults.clear()  # API Gateway recovers
+    ping(runtime, "L0=")  # still within the recovery timeout: the breaker keeps everything parked
+    assert received(runtime, "L0=") == []
+
+    runtime.clock.advance(16)  # past the 15 s recovery timeout of apigateway.postToConnection
+    ping(runtime, "L0=")  # the first redelivery is the probe; the second closes the breaker
+    ping(runtime, "L1=")
+
+    for listener in listeners(runtime):
+        messages = received(runtime, listener)
+        assert [m["body"]["n"] for m in messages] == [0, 1, 2]  # in order
+        assert [m["messageId"] for m in messages] == sorted(m["messageId"] for m in messages)
+    assert runtime.items("OutboxTable") == []
+    states = {item["name"]: item["state"] for item in runtime.items("BreakersTable")}
+    assert states == {"apigateway.postToConnection": "CLOSED"}
