@@ -110,9 +110,14 @@ class LocalFunction:
         if not module_name:
             raise ValueError(f"{self.spec.logical_id}: Handler must be 'module.function', got {self.spec.handler!r}")
         roots = [str(p.resolve()) for p in self.roots]
+        own_names = _top_level_names(self.roots)
         with _IMPORT_LOCK, self._environment():
             before = dict(sys.modules)
-            shadowed = {name: mod for name, mod in before.items() if _is_under(mod, roots)}
+            # Shadow this function's own modules loaded elsewhere, and any module of the
+            # same name (a test's or a benchmark's "delivery"), so imports find its files.
+            shadowed = {
+                name: mod for name, mod in before.items() if _is_under(mod, roots) or name.split(".", 1)[0] in own_names
+            }
             for name in shadowed:
                 del sys.modules[name]
             saved_path = list(sys.path)
@@ -148,7 +153,17 @@ class LocalFunction:
     def invoke(self, event: Any) -> Invocation:
         cold = self._handler is None
         if self._handler is None:
-            self._handler = self._load()
+            try:
+                self._handler = self._load()
+            except Exception as exc:  # noqa: BLE001 - an init failure is the invocation's answer, as on AWS
+                kind = "Runtime.HandlerNotFound" if isinstance(exc, AttributeError) else "Runtime.ImportModuleError"
+                message = f"Unable to import module '{self.spec.handler}': {exc}"
+                payload = {"errorType": kind, "errorMessage": message}
+                invocation = Invocation(
+                    self.spec.logical_id, str(uuid.uuid4()), payload, kind, message, self.clock.now()
+                )
+                self.invocations.append(invocation)
+                return invocation
         start = self.clock.now()
         deadline = start + self.spec.timeout
         context = LambdaContext(self.spec, self.clock, deadline)
@@ -175,6 +190,20 @@ class LocalFunction:
         invocation.duration = self.clock.now() - start
         self.invocations.append(invocation)
         return invocation
+
+
+def _top_level_names(roots: list[Path]) -> set[str]:
+    """Module and package names a function's code and layers provide."""
+    names: set[str] = set()
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for entry in root.iterdir():
+            if entry.suffix == ".py":
+                names.add(entry.stem)
+            elif entry.is_dir() and (entry / "__init__.py").is_file():
+                names.add(entry.name)
+    return names
 
 
 def _is_under(module: ModuleType | None, roots: list[str]) -> bool:

@@ -16,6 +16,7 @@ import os
 import threading
 import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -160,6 +161,8 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self._next_fire: dict[str, float] = {}
         self._provisioning = False
+        #: AWS requests made after provisioning, by (service, operation): what a run costs.
+        self.requests: Counter[tuple[str, str]] = Counter()
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> LocalRuntime:
@@ -448,6 +451,11 @@ class LocalRuntime:
         payload = json.loads(event) if isinstance(event, str) else event
         invocation = self.function(function_name).invoke({} if payload is None else payload)
         return invocation.response_payload(), invocation.errored, ""
+
+    def count_request(self, service: str, operation: str) -> None:
+        if not self._provisioning:
+            with self._lock:
+                self.requests[(service, operation)] += 1
 
     # -- faults -------------------------------------------------------------------------
     def decide_fault(self, *, service: str, operation: str, body: Any, url: str) -> Fault | None:

@@ -161,6 +161,7 @@ def _install_botocore_faults() -> None:
         runtime = _active
         if runtime is None:
             return original(self, request, operation_model, context)
+        runtime.count_request(operation_model.service_model.service_name, operation_model.name)
         fault = runtime.decide_fault(
             service=operation_model.service_model.service_name,
             operation=operation_model.name,

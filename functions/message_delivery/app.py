@@ -30,7 +30,21 @@ _SCHEMA: dict[str, Any] = {
         "messageId": {"type": "string", "minLength": 1, "maxLength": 64},
         "sessionId": {"type": "string", "minLength": 1, "maxLength": 64},
         "frame": {"type": "object"},
-        "recipients": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 500},
+        # Connection ids, or the Connections items the workflow's Query returned.
+        "recipients": {
+            "type": "array",
+            "maxItems": 500,
+            "items": {
+                "oneOf": [
+                    {"type": "string", "minLength": 1},
+                    {
+                        "type": "object",
+                        "required": ["connectionId"],
+                        "properties": {"connectionId": {"type": "object", "required": ["S"]}},
+                    },
+                ]
+            },
+        },
         "senderConnectionId": {"type": "string"},
         "correlationId": {"type": "string", "minLength": 1},
     },
@@ -90,7 +104,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             _clients.apigateway_management(endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
 
     # The speaker is acknowledged by send_message, not sent its own message back.
-    recipients = [r for r in event["recipients"] if r != event.get("senderConnectionId")]
+    ids = [r if isinstance(r, str) else r["connectionId"]["S"] for r in event["recipients"]]
+    recipients = [r for r in ids if r != event.get("senderConnectionId")]
     result = deliver_batch(
         recipients,
         post,

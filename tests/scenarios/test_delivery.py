@@ -267,3 +267,20 @@ def test_BreakerRecoversAndTheOutboxDrainsInOrder(stack):
     assert runtime.items("OutboxTable") == []
     states = {item["name"]: item["state"] for item in runtime.items("BreakersTable")}
     assert states == {"apigateway.postToConnection": "CLOSED"}
+
+
+def test_AFailedBatchIsParkedWhole(stack):
+    # The delivery function itself cannot run (here: a broken deployment): every
+    # recipient of the batch is parked by the workflow, none is lost.
+    runtime = stack(listeners=3)
+    runtime.function("MessageDeliveryFunction").spec = __import__("dataclasses").replace(
+        runtime.function("MessageDeliveryFunction").spec, handler="app.missing"
+    )
+
+    assert send(runtime, {"text": "hello"}) == 200
+
+    ack = received(runtime, SPEAKER)[0]
+    assert (ack["recipients"]["delivered"], ack["recipients"]["parked"]) == (0, 3)
+    parked = runtime.items("OutboxTable")
+    assert sorted(item["connectionId"] for item in parked) == ["L0=", "L1=", "L2="]
+    assert {item["reason"] for item in parked} == {"delivery_failed"}

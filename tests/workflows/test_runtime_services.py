@@ -188,3 +188,26 @@ def test_RealConnectionIdsWithEqualsSignsAreFound(runtime_factory):
     api.delete_connection(ConnectionId="Xy1ZEcabcDEFg=")
     with pytest.raises(ClientError):
         api.get_connection(ConnectionId="Xy1ZEcabcDEFg=")
+
+
+def test_AFunctionsOwnModulesWinOverSameNamedOnesOfTheCaller(runtime_factory, monkeypatch):
+    import types
+
+    impostor = types.ModuleType("app")
+    impostor.handler = lambda event, context: {"impostor": True}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "app", impostor)
+    runtime = runtime_factory()
+
+    assert runtime.invoke("SlowFunction", {"seconds": 1}).payload == {"slept": 1.0}
+    assert sys.modules["app"] is impostor
+
+
+def test_AnInitFailureIsTheInvocationsAnswer(runtime_factory, tmp_path):
+    runtime = runtime_factory()
+    function = runtime.function("ItemFunction")
+    from dataclasses import replace
+
+    function.spec = replace(function.spec, handler="app.no_such_handler")
+    invocation = runtime.invoke("ItemFunction", {})
+    assert invocation.error_type == "Runtime.HandlerNotFound"
+    assert "no_such_handler" in (invocation.error_message or "")
