@@ -495,29 +495,19 @@ def _install_timestamp_parsing() -> None:
 
 
 def _install_adaptive_retry_clock() -> None:
-    """botocore's adaptive retry mode throttles a client through a token bucket that
-    refills on ``time.time`` but waits on a real condition variable: with the clock
-    frozen between virtual sleeps it would never refill. Wait on the virtual clock."""
-    from botocore.retries.bucket import CapacityNotAvailableError, TokenBucket
+    """botocore's adaptive retry mode paces a client through a token bucket shared by
+    every thread using the client, refilled from ``time.time`` and waited on with a
+    real condition variable. Offline, each Map branch runs on its own virtual timeline,
+    so the bucket would see time run backwards and never refill. The runtime turns
+    that client-side pacing off; the SDK's retries and their backoff (``time.sleep``,
+    virtual) still happen, so injected throttles cost what they cost on AWS."""
+    from botocore.retries.bucket import TokenBucket
 
     original = TokenBucket._acquire  # type: ignore[attr-defined]
 
     def _acquire(self: Any, amount: int, block: bool) -> bool:
-        runtime = _active
-        if runtime is None:
+        if _active is None:
             return original(self, amount, block)  # type: ignore[no-any-return]
-        self._refill()
-        if amount <= self._current_capacity:
-            self._current_capacity -= amount
-            return True
-        if not block:
-            raise CapacityNotAvailableError()
-        sleep_amount = self._sleep_amount(amount)
-        while sleep_amount > 0:
-            runtime.clock.sleep(sleep_amount)
-            self._refill()
-            sleep_amount = self._sleep_amount(amount)
-        self._current_capacity -= amount
         return True
 
     TokenBucket._acquire = _acquire  # type: ignore[attr-defined]
