@@ -205,7 +205,12 @@ def demo(
         timed = runtime.run("TimeoutFlow", {"seconds": 10})
         save_execution(timed)
         timed.trace().render(console)
-    if not (result.succeeded and timed.succeeded):
+    console.rule("A WebSocket session rides out an API Gateway outage (the real template)")
+    from local_runtime.demo import delivery_demo
+
+    delivery_html = html.with_name(html.stem + "-delivery" + html.suffix)
+    survived = delivery_demo(console, delivery_html)
+    if not (result.succeeded and timed.succeeded and survived):
         raise typer.Exit(1)
     console.print(f"\nReplay the timeline with [bold]bw trace {result.name}[/], open [bold]{html}[/] in a browser.")
 

@@ -85,7 +85,7 @@ class ExecutionResult:
 
     @property
     def duration(self) -> float:
-        return (self.stop - self.start).total_seconds() if self.stop else 0.0
+        return max(0.0, (self.stop - self.start).total_seconds()) if self.stop else 0.0
 
     def trace(self) -> Trace:
         return Trace.from_result(self)
@@ -526,6 +526,28 @@ class LocalRuntime:
             faults=[f for f in self.faults.log if _within(f["at"], described["startDate"], described.get("stopDate"))],
         )
 
+    def describe_sync(self, execution: Any) -> ExecutionResult:
+        """A finished synchronous (Express) execution, read from moto's record of it."""
+        spec = self.template.state_machine(execution.state_machine.arn)
+        history = execution.exec_worker.env.event_manager.get_event_history()
+        return ExecutionResult(
+            arn=execution.exec_arn,
+            name=execution.name,
+            state_machine=spec.logical_id,
+            status=str(
+                execution.exec_status.value if hasattr(execution.exec_status, "value") else execution.exec_status
+            ),
+            input=maybe_json(execution.input_data),
+            output=maybe_json(execution.output) if isinstance(execution.output, str) else execution.output,
+            error=execution.error,
+            cause=execution.cause,
+            start=execution.start_date,
+            stop=execution.stop_date,
+            events=[_jsonable(_parse_timestamps(e)) for e in history],
+            definition=spec.definition,
+            faults=[f for f in self.faults.log if _within(f["at"], execution.start_date, execution.stop_date)],
+        )
+
     def start_sync_execution(self, state_machine: str, input: Any = None, *, name: str | None = None) -> dict[str, Any]:
         """StartSyncExecution for EXPRESS workflows, as AWS answers it."""
         spec = self.template.state_machine(state_machine)
@@ -606,6 +628,18 @@ class LocalRuntime:
             if "LastEvaluatedKey" not in page:
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _parse_timestamps(event: dict[str, Any]) -> dict[str, Any]:
+    """moto keeps history events with ISO strings and enum types; the API (and Trace) has
+    datetimes and plain strings."""
+    plain = dict(event)
+    stamp = plain.get("timestamp")
+    if isinstance(stamp, str):
+        plain["timestamp"] = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    kind = plain.get("type")
+    plain["type"] = str(getattr(kind, "value", kind))
+    return plain
 
 
 def _within(at: float, start: datetime, stop: datetime | None) -> bool:

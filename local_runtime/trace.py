@@ -102,7 +102,8 @@ class Trace:
         for event in events:
             event_id = int(event["id"])
             kind = str(event["type"])
-            at = float(event["timestamp"]) - t0
+            # History stamps have milliseconds; the start date may not: never before the start.
+            at = max(0.0, float(event["timestamp"]) - t0)
             branch = branch_of.get(int(event.get("previousEventId") or 0))
             if kind == "MapIterationStarted":
                 details = event.get("mapIterationStartedEventDetails") or {}
@@ -152,6 +153,8 @@ class Trace:
                     row.status = "retried"
                 for key in [k for k, v in open_rows.items() if v is row]:
                     del open_rows[key]
+                    # What follows a Map or Parallel runs in the branch the Map itself ran in.
+                    branch_of[event_id] = key[0]
             elif kind in ("TaskSucceeded", "LambdaFunctionSucceeded") and row.failures:
                 row.failures[-1]["recovered"] = True
             elif kind in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):

@@ -115,6 +115,11 @@ def test_demo_runs_a_workflow_with_an_injected_fault(cli, tmp_path):
     assert "ProvisionedThroughputExceededException" in result.output
     assert "SUCCEEDED" in result.output
     assert (tmp_path / "demo.html").is_file()
+    # Part two: an API Gateway outage on the real template, nothing lost.
+    assert "breaker: OPEN" in result.output
+    assert "After recovery: breaker CLOSED, Outbox drained in order" in result.output
+    assert result.output.count("1, 2, 3") == 3
+    assert (tmp_path / "demo-delivery.html").is_file()
 
 
 MAIN_TEMPLATE = str(Path(__file__).resolve().parents[2] / "template.yaml")

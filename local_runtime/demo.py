@@ -1,0 +1,123 @@
+"""`bw demo`, part two: a WebSocket session rides out an API Gateway outage.
+
+The real template: a speaker and three listeners; API Gateway starts failing,
+the shared breaker opens, messages are parked in the Outbox instead of lost;
+API Gateway recovers, the breaker lets one probe through and closes, and each
+listener's next ping drains its Outbox in order. All in virtual time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from local_runtime.runtime import ExecutionResult, LocalRuntime
+
+__all__ = ["delivery_demo"]
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+SPEAKER, SESSION = "Speaker0=", "town-hall"
+LISTENERS = ("Ana=", "Ben=", "Chi=")
+
+
+def _join(runtime: LocalRuntime) -> None:
+    ddb = runtime.client("dynamodb")
+    for connection_id, role in ((SPEAKER, "speaker"), *((listener, "listener") for listener in LISTENERS)):
+        runtime.connections.connect(connection_id)
+        ddb.put_item(
+            TableName="ConnectionsTable",
+            Item={
+                "connectionId": {"S": connection_id},
+                "sessionId": {"S": SESSION},
+                "role": {"S": role},
+                "userId": {"S": "host" if role == "speaker" else "anonymous"},
+                "tenantId": {"S": "acme"},
+            },
+        )
+
+
+def _send(runtime: LocalRuntime, n: int) -> dict[str, Any]:
+    client_message_id = f"{n:08x}-0000-4000-8000-000000000000"
+    frame = {"action": "sendMessage", "sessionId": SESSION, "clientMessageId": client_message_id, "body": {"n": n}}
+    event = {
+        "requestContext": {"routeKey": "sendMessage", "connectionId": SPEAKER, "requestId": f"demo-{n}"},
+        "headers": {"x-correlation-id": f"demo-message-{n}"},
+        "body": json.dumps(frame),
+    }
+    runtime.invoke("SendMessageFunction", event)
+    answers = [m for m in runtime.connections.received(SPEAKER) if isinstance(m, dict)]
+    return answers[-1]
+
+
+def _ping(runtime: LocalRuntime, connection_id: str) -> None:
+    event = {
+        "requestContext": {"routeKey": "$default", "connectionId": connection_id, "requestId": "ping"},
+        "body": json.dumps({"action": "ping"}),
+    }
+    runtime.invoke("DefaultRouteFunction", event)
+
+
+def _inboxes(runtime: LocalRuntime, console: Console, title: str) -> None:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("Listener")
+    table.add_column("Messages received (n, in order)")
+    table.add_column("Parked in Outbox")
+    parked = runtime.items("OutboxTable")
+    for listener in LISTENERS:
+        got = [m["body"]["n"] for m in runtime.connections.received(listener) if isinstance(m, dict)]
+        waiting = sum(1 for item in parked if item["connectionId"] == listener)
+        table.add_row(listener, ", ".join(map(str, got)) or "-", str(waiting))
+    console.print(table)
+
+
+def _breaker(runtime: LocalRuntime) -> str:
+    states = {item["name"]: item["state"] for item in runtime.items("BreakersTable")}
+    return str(states.get("apigateway.postToConnection", "CLOSED"))
+
+
+def _last_delivery(runtime: LocalRuntime) -> ExecutionResult | None:
+    arn = runtime.template.state_machine("DeliverMessage").arn
+    for machine in runtime._backend().state_machines:
+        if machine.arn == arn and machine.executions:
+            execution = machine.executions[-1]
+            return runtime.describe_sync(execution)
+    return None
+
+
+def delivery_demo(console: Console, html: Path | None = None) -> bool:
+    with LocalRuntime(TEMPLATE, seed=7) as runtime:
+        _join(runtime)
+        console.print(f"Session [bold]{SESSION}[/]: speaker {SPEAKER} and listeners {', '.join(LISTENERS)}.")
+        ack = _send(runtime, 1)
+        console.print(f"message 1 → ack {ack['recipients']}")
+        outage = {"name": "api-gateway-outage", "service": "apigatewaymanagementapi", "resource": "[ABC]*"}
+        runtime.faults.add({**outage, "error": "InternalServerError", "status": 500})
+        console.print("[red]API Gateway starts failing (500) for every listener.[/]")
+        for n in (2, 3):
+            ack = _send(runtime, n)
+            console.print(f"message {n} → ack {ack['recipients']}  breaker: [bold]{_breaker(runtime)}[/]")
+        outage_run = _last_delivery(runtime)
+        _inboxes(runtime, console, "During the outage: nothing lost, everything parked")
+        runtime.faults.clear()
+        runtime.clock.advance(16)
+        console.print("[green]API Gateway recovers[/]; 16 s later each listener pings (activity + redelivery).")
+        for listener in LISTENERS:
+            _ping(runtime, listener)
+        _inboxes(runtime, console, f"After recovery: breaker {_breaker(runtime)}, Outbox drained in order")
+        if outage_run is not None:
+            console.print("DeliverMessage during the outage (message 3):")
+            outage_run.trace().render(console)
+            if html is not None:
+                from local_runtime.html import render_html
+
+                html.write_text(render_html(outage_run.trace()), encoding="utf-8")
+                console.print(f"HTML trace: [bold]{html}[/]")
+        delivered = all(
+            [m["body"]["n"] for m in runtime.connections.received(listener) if isinstance(m, dict)] == [1, 2, 3]
+            for listener in LISTENERS
+        )
+        return delivered and _breaker(runtime) == "CLOSED" and not runtime.items("OutboxTable")
