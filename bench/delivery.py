@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "resilience")]
 
 from local_runtime import LocalRuntime  # noqa: E402
+from local_runtime.sessions import join_session  # noqa: E402
 
 #: us-east-1, on-demand, public list prices (USD); arm64 Lambda.
 PRICES = {
@@ -49,20 +50,9 @@ SPEAKER, SESSION = "Speaker0=", "bench"
 
 def stack(listeners: int, faults: list[dict[str, Any]] | None = None, seed: int = 0) -> LocalRuntime:
     runtime = LocalRuntime(ROOT / "template.yaml", faults=faults, seed=seed).start()
-    ddb = runtime.client("dynamodb")
-    members = [(SPEAKER, "speaker")] + [(f"L{i}=", "listener") for i in range(listeners)]
-    for connection_id, role in members:
-        runtime.connections.connect(connection_id)
-        ddb.put_item(
-            TableName="ConnectionsTable",
-            Item={
-                "connectionId": {"S": connection_id},
-                "sessionId": {"S": SESSION},
-                "role": {"S": role},
-                "userId": {"S": "u"},
-                "tenantId": {"S": "t"},
-            },
-        )
+    join_session(
+        runtime, SESSION, [(SPEAKER, "speaker", "u"), *((f"L{i}=", "listener", "u") for i in range(listeners))]
+    )
     runtime.requests.clear()
     return runtime
 

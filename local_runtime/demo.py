@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from local_runtime.runtime import ExecutionResult, LocalRuntime
+from local_runtime.sessions import join_session
 
 __all__ = ["delivery_demo"]
 
@@ -25,19 +26,8 @@ LISTENERS = ("Ana=", "Ben=", "Chi=")
 
 
 def _join(runtime: LocalRuntime) -> None:
-    ddb = runtime.client("dynamodb")
-    for connection_id, role in ((SPEAKER, "speaker"), *((listener, "listener") for listener in LISTENERS)):
-        runtime.connections.connect(connection_id)
-        ddb.put_item(
-            TableName="ConnectionsTable",
-            Item={
-                "connectionId": {"S": connection_id},
-                "sessionId": {"S": SESSION},
-                "role": {"S": role},
-                "userId": {"S": "host" if role == "speaker" else "anonymous"},
-                "tenantId": {"S": "acme"},
-            },
-        )
+    members = [(SPEAKER, "speaker", "host"), *((listener, "listener", "anonymous") for listener in LISTENERS)]
+    join_session(runtime, SESSION, members)
 
 
 def _send(runtime: LocalRuntime, n: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from local_runtime import LocalRuntime
+from local_runtime.sessions import join_session
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEAKER, SESSION = "Speaker0=", "fuzz"
@@ -44,20 +45,9 @@ def rule(fault: dict[str, Any]) -> dict[str, Any]:
 )
 def test_every_pair_is_delivered_parked_or_gone(listeners, messages, injected, leaving, seed):
     with LocalRuntime(ROOT / "template.yaml", faults=[rule(f) for f in injected], seed=seed) as runtime:
-        ddb = runtime.client("dynamodb")
-        members = [(SPEAKER, "speaker")] + [(f"L{i}=", "listener") for i in range(listeners)]
-        for connection_id, role in members:
-            runtime.connections.connect(connection_id)
-            ddb.put_item(
-                TableName="ConnectionsTable",
-                Item={
-                    "connectionId": {"S": connection_id},
-                    "sessionId": {"S": SESSION},
-                    "role": {"S": role},
-                    "userId": {"S": "u"},
-                    "tenantId": {"S": "t"},
-                },
-            )
+        join_session(
+            runtime, SESSION, [(SPEAKER, "speaker", "u"), *((f"L{i}=", "listener", "u") for i in range(listeners))]
+        )
         gone = {f"L{i}=" for i in leaving if i < listeners}
         for connection_id in gone:
             runtime.connections.disconnect(connection_id)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from local_runtime import LocalRuntime
+from local_runtime.sessions import join_session
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEAKER = "Speaker0="
@@ -22,20 +23,8 @@ def stack():
     def make(listeners: int = 3, faults: list[dict[str, Any]] | None = None) -> LocalRuntime:
         runtime = LocalRuntime(ROOT / "template.yaml", faults=faults).start()
         started.append(runtime)
-        ddb = runtime.client("dynamodb")
         members = [(SPEAKER, "speaker", "u-speaker")] + [(f"L{i}=", "listener", "anonymous") for i in range(listeners)]
-        for connection_id, role, user in members:
-            runtime.connections.connect(connection_id)
-            ddb.put_item(
-                TableName="ConnectionsTable",
-                Item={
-                    "connectionId": {"S": connection_id},
-                    "sessionId": {"S": SESSION},
-                    "role": {"S": role},
-                    "userId": {"S": user},
-                    "tenantId": {"S": "acme"},
-                },
-            )
+        join_session(runtime, SESSION, members)
         return runtime
 
     yield make

@@ -1,0 +1,38 @@
+"""Clients in a session, for demos, benchmarks and tests of the real template.
+
+Until the admission workflow admits speakers, a connected speaker can only be
+made this way: an open WebSocket in the runtime's registry plus the item that
+``$connect`` would have stored in the Connections table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from local_runtime.runtime import LocalRuntime
+
+__all__ = ["join_session"]
+
+
+def join_session(
+    runtime: LocalRuntime,
+    session: str,
+    members: Iterable[tuple[str, str, str]],
+    *,
+    tenant: str = "acme",
+    table: str = "ConnectionsTable",
+) -> None:
+    """Connect every (connection id, role, user id) to ``session``."""
+    ddb = runtime.client("dynamodb")
+    for connection_id, role, user_id in members:
+        runtime.connections.connect(connection_id)
+        ddb.put_item(
+            TableName=table,
+            Item={
+                "connectionId": {"S": connection_id},
+                "sessionId": {"S": session},
+                "role": {"S": role},
+                "userId": {"S": user_id},
+                "tenantId": {"S": tenant},
+            },
+        )
