@@ -643,7 +643,8 @@ def _parse_timestamps(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _within(at: float, start: datetime, stop: datetime | None) -> bool:
-    return start.timestamp() - 1e-6 <= at and (stop is None or at <= stop.timestamp() + 1e-6)
+    # The API reports dates to the millisecond; a fault may land within that first millisecond.
+    return start.timestamp() - 1e-3 <= at and (stop is None or at <= stop.timestamp() + 1e-3)
 
 
 def _jsonable(value: Any) -> Any:
