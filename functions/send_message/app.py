@@ -16,6 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 from ulid import ULID
 
@@ -36,6 +42,14 @@ MAX_FRAME_BYTES = 32 * 1024
 _observability = default_observability()
 _logger, _metrics = _observability.logger, _observability.metrics
 _clients = default_clients()
+# A client retrying a sendMessage (same connection, same clientMessageId) gets the first
+# attempt's ack and message id back; the message is neither stored nor delivered twice.
+_idempotency = IdempotencyConfig(
+    event_key_jmespath="[sender.connectionId, clientMessageId]", expires_after_seconds=3600
+)
+_idempotency_store = DynamoDBPersistenceLayer(
+    table_name=os.environ["BW_IDEMPOTENCY_TABLE"], boto3_client=_clients.dynamodb()
+)
 
 
 def parse(body: str | None) -> dict[str, Any]:
@@ -95,6 +109,13 @@ def check_rate(subject: str, now: float) -> None:
         raise RateLimitedError(retry_after=max(1, int(start + window - now + 0.999)))
 
 
+@idempotent_function(  # type: ignore[untyped-decorator]
+    data_keyword_argument="request", config=_idempotency, persistence_store=_idempotency_store
+)
+def deliver_once(request: dict[str, Any]) -> dict[str, Any]:
+    return deliver(request["message"], request["sender"], time.time())
+
+
 def deliver(message: dict[str, Any], sender: dict[str, str], now: float) -> dict[str, Any]:
     message_id = str(ULID.from_timestamp(now))
     payload = {
@@ -144,7 +165,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         now = time.time()
         sender = sender_of(connection_id, message["sessionId"])
         check_rate(sender["userId"] if sender["userId"] != "anonymous" else connection_id, now)
-        result = deliver(message, sender, now)
+        _idempotency.register_lambda_context(context)
+        result = deliver_once(
+            request={"message": message, "sender": sender, "clientMessageId": message["clientMessageId"]}
+        )
+    except IdempotencyAlreadyInProgressError:
+        error = RateLimitedError("the same message is being delivered", retry_after=1)
+        answer(connection_id, {"type": "error", **error.to_response(current_correlation_id())["error"]})
+        return {"statusCode": 429}
     except BreakwaterError as error:
         frame: dict[str, Any] = {"type": "error", **error.to_response(current_correlation_id())["error"]}
         if client_message_id:

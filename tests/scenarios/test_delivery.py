@@ -273,3 +273,16 @@ def test_AFailedBatchIsParkedWhole(stack):
     parked = runtime.items("OutboxTable")
     assert sorted(item["connectionId"] for item in parked) == ["L0=", "L1=", "L2="]
     assert {item["reason"] for item in parked} == {"delivery_failed"}
+
+
+def test_ClientRetryWithTheSameClientMessageIdIsDeliveredOnce(stack):
+    runtime = stack(listeners=2)
+
+    assert send(runtime, {"text": "hello"}) == 200
+    assert send(runtime, {"text": "hello"}) == 200  # the client did not see the ack and retries
+
+    first, second = received(runtime, SPEAKER)
+    assert first["type"] == second["type"] == "ack"
+    assert first["messageId"] == second["messageId"]
+    assert len(runtime.items("MessagesTable")) == 1
+    assert all(len(received(runtime, listener)) == 1 for listener in listeners(runtime))
