@@ -375,3 +375,14 @@ def test_policy_rejects_nonsense():
         BreakerPolicy(failure_threshold=0)
     with pytest.raises(ValueError, match="percentage"):
         BreakerPolicy(failure_rate_threshold=150)
+
+
+def test_policy_from_env_prefers_the_dependencys_own_variable_and_names_a_bad_one():
+    from resilience.breaker import policy_from_env
+    from resilience.errors import ConfigurationError
+
+    env = {"BW_BREAKER_RECOVERY_SECONDS": "40", "BW_BREAKER_APIGATEWAY_RECOVERY_SECONDS": "12"}
+    assert policy_from_env("apigateway", env).recovery_timeout == 12
+    assert policy_from_env("dynamodb", env).recovery_timeout == 40
+    with pytest.raises(ConfigurationError, match="BW_BREAKER_COGNITO_WINDOW_SECONDS"):
+        policy_from_env("cognito", {"BW_BREAKER_COGNITO_WINDOW_SECONDS": "a minute"})

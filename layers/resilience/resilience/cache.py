@@ -44,7 +44,8 @@ from typing import Any, Literal, overload
 
 import cachetools
 
-from resilience.errors import BreakwaterError, ConfigurationError
+from resilience.errors import BreakwaterError
+from resilience.settings import env_number
 
 __all__ = [
     "DEFAULT_ALERT_MEMORY_PERCENT",
@@ -149,8 +150,8 @@ class MemoryBudget:
     def from_env(cls, env: Mapping[str, str] | None = None) -> MemoryBudget:
         """The Lambda's memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``, MB, 128 if unset), ``BW_ALERT_MEMORY_PERCENT``."""
         env = _environ(env)
-        memory_mb = _env_number(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", DEFAULT_LAMBDA_MEMORY_MB, minimum=1)
-        percent = _env_number(env, "BW_ALERT_MEMORY_PERCENT", DEFAULT_ALERT_MEMORY_PERCENT, minimum=0)
+        memory_mb = env_number(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", DEFAULT_LAMBDA_MEMORY_MB, minimum=1)
+        percent = env_number(env, "BW_ALERT_MEMORY_PERCENT", DEFAULT_ALERT_MEMORY_PERCENT, minimum=0)
         return cls(budget_bytes=int(memory_mb * 1024 * 1024), alert_percent=percent)
 
 
@@ -478,7 +479,7 @@ def signing_key_policy(env: Mapping[str, str] | None = None) -> CachePolicy:
     without a key -- cannot come from the cache: it only ever holds a loaded key.
     """
     env = _environ(env)
-    ttl = _env_number(env, "BW_SIGNING_KEY_CACHE_TTL", 300, minimum=0)
+    ttl = env_number(env, "BW_SIGNING_KEY_CACHE_TTL", 300, minimum=0)
     return CachePolicy(
         name="signing_key",
         ttl_seconds=ttl,
@@ -496,7 +497,7 @@ def tenant_config_policy(env: Mapping[str, str] | None = None) -> CachePolicy:
     A missing configuration (``None``) is not cached, so a new tenant's upload is seen at once.
     """
     env = _environ(env)
-    ttl = _env_number(env, "BW_TENANT_CONFIG_CACHE_TTL", 600, minimum=0)
+    ttl = env_number(env, "BW_TENANT_CONFIG_CACHE_TTL", 600, minimum=0)
     return CachePolicy(
         name="tenant_config",
         ttl_seconds=ttl,
@@ -515,7 +516,7 @@ def tenant_validation_policy(env: Mapping[str, str] | None = None) -> CachePolic
     env = _environ(env)
     return CachePolicy(
         name="tenant_validation",
-        ttl_seconds=_env_number(env, "BW_TENANT_VALIDATION_CACHE_TTL", 120, minimum=0),
+        ttl_seconds=env_number(env, "BW_TENANT_VALIDATION_CACHE_TTL", 120, minimum=0),
         max_items=_max_items(env),
         max_stale_seconds=0.0,
         cacheable=positive_only,
@@ -532,7 +533,7 @@ def blacklist_policy(env: Mapping[str, str] | None = None) -> CachePolicy:
     env = _environ(env)
     return CachePolicy(
         name="blacklist",
-        ttl_seconds=_env_number(env, "BW_BLACKLIST_CACHE_TTL", 300, minimum=0),
+        ttl_seconds=env_number(env, "BW_BLACKLIST_CACHE_TTL", 300, minimum=0),
         max_items=_max_items(env),
         max_stale_seconds=0.0,
         cacheable=always_cacheable,
@@ -559,17 +560,4 @@ def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def _max_items(env: Mapping[str, str]) -> int:
-    return int(_env_number(env, "BW_CACHE_MAX_ITEMS", DEFAULT_MAX_ITEMS, minimum=1))
-
-
-def _env_number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-    if not value >= minimum:  # also rejects NaN
-        raise ConfigurationError(f"{name}={raw!r} must be >= {minimum}")
-    return value
+    return int(env_number(env, "BW_CACHE_MAX_ITEMS", DEFAULT_MAX_ITEMS, minimum=1))

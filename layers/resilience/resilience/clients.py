@@ -49,11 +49,11 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from resilience.errors import (
     BreakwaterError,
-    ConfigurationError,
     RetryableError,
     ServiceTimeoutError,
     ThrottledError,
 )
+from resilience.settings import env_int, env_number
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -154,26 +154,6 @@ _ENV_PREFIX: Mapping[str, str] = MappingProxyType(
 _DEFAULT_MAX_ATTEMPTS = 3
 
 
-def _positive_number(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
-    return value
-
-
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    value = _positive_number(environ, name, default)
-    if value != int(value):
-        raise ConfigurationError(f"{name} must be a whole number, got {environ.get(name)!r}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class ClientSettings:
     """Timeouts per service and the SDK's attempt budget, as the deployment configures them."""
@@ -199,12 +179,14 @@ class ClientSettings:
         env: Mapping[str, str] = os.environ if environ is None else environ
         timeouts = {
             service: ClientTimeouts(
-                connect=_positive_number(env, f"{_ENV_PREFIX[service]}_CONNECT_TIMEOUT", default.connect),
-                read=_positive_number(env, f"{_ENV_PREFIX[service]}_READ_TIMEOUT", default.read),
+                connect=env_number(env, f"{_ENV_PREFIX[service]}_CONNECT_TIMEOUT", default.connect, positive=True),
+                read=env_number(env, f"{_ENV_PREFIX[service]}_READ_TIMEOUT", default.read, positive=True),
             )
             for service, default in DEFAULT_TIMEOUTS.items()
         }
-        return cls(timeouts=timeouts, max_attempts=_positive_int(env, "BW_SDK_MAX_ATTEMPTS", _DEFAULT_MAX_ATTEMPTS))
+        return cls(
+            timeouts=timeouts, max_attempts=env_int(env, "BW_SDK_MAX_ATTEMPTS", _DEFAULT_MAX_ATTEMPTS, positive=True)
+        )
 
     def timeouts_for(self, service: str) -> ClientTimeouts:
         return self.timeouts.get(service, FALLBACK_TIMEOUTS)

@@ -30,10 +30,11 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 
-from resilience.errors import ConfigurationError, ServiceTimeoutError
+from resilience.errors import ServiceTimeoutError
+from resilience.settings import env_number
+from resilience.timestamps import iso_utc
 
 __all__ = [
     "AlertThresholds",
@@ -146,19 +147,6 @@ class Degraded:
 # --------------------------------------------------------------------------- thresholds
 
 
-def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"{name} must be a finite number >= 0, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class AlertThresholds:
     """Seed 000's alerting thresholds; percentages are 0..100."""
@@ -174,11 +162,17 @@ class AlertThresholds:
         """From the ``BW_ALERT_*`` variables (template Parameters); a missing one keeps its default."""
         default = cls()
         return cls(
-            breaker_open_seconds=_env_number(env, "BW_ALERT_BREAKER_OPEN_SECONDS", default.breaker_open_seconds),
-            cache_hit_rate_percent=_env_number(env, "BW_ALERT_CACHE_HIT_RATE_PERCENT", default.cache_hit_rate_percent),
-            latency_ms=_env_number(env, "BW_ALERT_LATENCY_MS", default.latency_ms),
-            memory_percent=_env_number(env, "BW_ALERT_MEMORY_PERCENT", default.memory_percent),
-            timeout_rate_percent=_env_number(env, "BW_ALERT_TIMEOUT_RATE_PERCENT", default.timeout_rate_percent),
+            breaker_open_seconds=env_number(
+                env, "BW_ALERT_BREAKER_OPEN_SECONDS", default.breaker_open_seconds, minimum=0, finite=True
+            ),
+            cache_hit_rate_percent=env_number(
+                env, "BW_ALERT_CACHE_HIT_RATE_PERCENT", default.cache_hit_rate_percent, minimum=0, finite=True
+            ),
+            latency_ms=env_number(env, "BW_ALERT_LATENCY_MS", default.latency_ms, minimum=0, finite=True),
+            memory_percent=env_number(env, "BW_ALERT_MEMORY_PERCENT", default.memory_percent, minimum=0, finite=True),
+            timeout_rate_percent=env_number(
+                env, "BW_ALERT_TIMEOUT_RATE_PERCENT", default.timeout_rate_percent, minimum=0, finite=True
+            ),
         )
 
 
@@ -286,13 +280,6 @@ class LatencyTracker:
 # --------------------------------------------------------------------------- snapshot parts
 
 
-def _iso(epoch_seconds: float | None) -> str | None:
-    if epoch_seconds is None or not math.isfinite(epoch_seconds):
-        return None
-    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _finite(value: float | None) -> float | None:
     # NaN/Infinity are not JSON; a broken stat shows as null rather than breaking the endpoint.
     return value if value is not None and math.isfinite(value) else None
@@ -329,7 +316,7 @@ class BreakerHealth:
             "dependency": self.dependency,
             "criticality": self.criticality,
             "state": self.state,
-            "openedAt": _iso(self.opened_at),
+            "openedAt": iso_utc(self.opened_at),
             "openSeconds": _finite(self.open_seconds),
             "failureRate": _finite(self.failure_rate),
             "calls": self.calls,
@@ -394,7 +381,7 @@ class DegradationHealth:
         return {
             "dependency": self.dependency,
             "criticality": self.criticality,
-            "since": _iso(self.since),
+            "since": iso_utc(self.since),
             "forSeconds": _finite(self.for_seconds),
             "reason": self.reason,
         }
@@ -421,7 +408,7 @@ class HealthSnapshot:
         """JSON-ready (ISO-8601 UTC timestamps, no NaN), camelCase like every public body."""
         return {
             "status": self.status,
-            "checkedAt": _iso(self.checked_at),
+            "checkedAt": iso_utc(self.checked_at),
             "breakers": [breaker.to_dict() for breaker in self.breakers],
             "caches": [cache.to_dict() for cache in self.caches],
             "memory": self.memory.to_dict(),

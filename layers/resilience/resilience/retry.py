@@ -35,6 +35,7 @@ import tenacity
 
 from resilience.clients import is_transient
 from resilience.errors import ConfigurationError
+from resilience.settings import env_number
 
 __all__ = ["JitterStrategy", "OnRetry", "RetryDecorator", "RetryPolicy", "is_retryable", "retry", "retrying"]
 
@@ -91,16 +92,16 @@ class RetryPolicy:
         """
         env: Mapping[str, str] = os.environ if environ is None else environ
         defaults = cls()
-        attempts = _number(env, "BW_RETRY_MAX_ATTEMPTS", defaults.max_attempts)
+        attempts = env_number(env, "BW_RETRY_MAX_ATTEMPTS", defaults.max_attempts)
         if attempts != int(attempts):
             raw = env["BW_RETRY_MAX_ATTEMPTS"]
             raise ConfigurationError(f"BW_RETRY_MAX_ATTEMPTS must be a whole number, got {raw!r}")
         try:
             return cls(
-                interval_seconds=_number(env, "BW_RETRY_INTERVAL_SECONDS", defaults.interval_seconds),
-                backoff_rate=_number(env, "BW_RETRY_BACKOFF_RATE", defaults.backoff_rate),
+                interval_seconds=env_number(env, "BW_RETRY_INTERVAL_SECONDS", defaults.interval_seconds),
+                backoff_rate=env_number(env, "BW_RETRY_BACKOFF_RATE", defaults.backoff_rate),
                 max_attempts=int(attempts),
-                max_delay_seconds=_number(env, "BW_RETRY_MAX_DELAY_SECONDS", defaults.max_delay_seconds),
+                max_delay_seconds=env_number(env, "BW_RETRY_MAX_DELAY_SECONDS", defaults.max_delay_seconds),
                 jitter=jitter,
             )
         except ValueError as exc:
@@ -128,16 +129,6 @@ class RetryPolicy:
         """The waits before each of the ``max_attempts`` retries, in order."""
         for retry_number in range(1, self.max_attempts + 1):
             yield self.delay(retry_number, random)
-
-
-def _number(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
 #: The default ``retry_on``: what the breaker counts as a failure is what is worth retrying

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 # different copy of the taxonomy than the caller's (the offline runtime isolates
 # each function's modules), and isinstance checks would silently fail.
 from resilience.clients import is_transient
+from resilience.settings import env_number
 
 __all__ = ["BreakerPolicy", "counts_as_failure", "policy_from_env"]
 
@@ -108,7 +109,9 @@ def policy_from_env(
     prefix = f"BW_BREAKER_{dependency.upper()}_"
 
     def number(name: str, default: float) -> float:
-        return float(env.get(prefix + name, env.get(f"BW_BREAKER_{name}", default)))
+        # The dependency's own variable wins over the one shared by every breaker.
+        key = prefix + name if (env.get(prefix + name) or "").strip() else f"BW_BREAKER_{name}"
+        return env_number(env, key, default)
 
     return BreakerPolicy(
         failure_threshold=int(number("FAILURE_THRESHOLD", threshold)),

@@ -22,9 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from resilience.timestamps import iso_utc
 
 __all__ = [
     "BreakerRecord",
@@ -208,9 +209,7 @@ class BreakerStats:
     forced: bool
 
     def to_dict(self) -> dict[str, Any]:
-        def iso(value: float | None) -> str | None:
-            return datetime.fromtimestamp(value, UTC).isoformat() if value is not None else None
-
+        iso = iso_utc
         return {
             "name": self.name,
             "state": str(self.state),

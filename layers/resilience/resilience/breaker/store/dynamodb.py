@@ -17,7 +17,6 @@ Item shape (what an ASL ``dynamodb:getItem`` gate reads)::
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +26,7 @@ from resilience.breaker.state import BreakerRecord, counter_name, marker_name, r
 from resilience.breaker.store.base import BreakerStore, CountUpdate, StateChange
 from resilience.clients import error_code
 from resilience.errors import BreakerStoreError
+from resilience.timestamps import iso_utc
 
 __all__ = ["DynamoDBBreakerStore"]
 
@@ -142,11 +142,7 @@ class DynamoDBBreakerStore(BreakerStore):
             "probeLeaseUntil": change.probe_lease_until,
             "halfOpenSuccesses": change.half_open_successes or None,
         }
-        if change.next_attempt_at is not None:
-            iso = datetime.fromtimestamp(change.next_attempt_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-            fields["nextAttemptAtIso"] = iso
-        else:
-            fields["nextAttemptAtIso"] = None
+        fields["nextAttemptAtIso"] = iso_utc(change.next_attempt_at)
         for key, value in fields.items():
             if value is None:
                 removes.append(key)
