@@ -232,13 +232,9 @@ def _breaker_store(template: Path) -> Iterator[Any]:
 
 def _breaker(name: str, store: Any) -> Any:
     """A breaker with its own policy (window, thresholds), so stats read as it acts."""
-    from resilience.breaker import BreakerPolicy, CircuitBreaker, policy_from_env
+    from resilience.breaker import CircuitBreaker, policy_for
 
-    try:
-        policy = policy_from_env(name.split(".", 1)[0])
-    except ValueError:
-        policy = BreakerPolicy()
-    return CircuitBreaker(name, store, policy)
+    return CircuitBreaker(name, store, policy_for(name))
 
 
 @breakers_app.callback(invoke_without_command=True)

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from drain import drain_outbox
 
-from resilience.breaker import CircuitBreaker, DynamoDBBreakerStore, policy_from_env
+from resilience.breaker import CircuitBreaker
 from resilience.clients import default_clients, error_code, translate_errors
 from resilience.errors import BreakwaterError
 from resilience.observability import current_correlation_id, default_observability, with_observability
@@ -27,11 +27,7 @@ _logger = default_observability().logger
 _metrics = default_observability().metrics
 _clients = default_clients()
 # The same breaker (the same item) as message delivery: one view of API Gateway's health.
-_breaker = CircuitBreaker(
-    "apigateway.postToConnection",
-    DynamoDBBreakerStore(os.environ["BW_BREAKERS_TABLE"], _clients.dynamodb()),
-    policy_from_env("apigateway"),
-)
+_breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients.dynamodb())
 
 
 def _query_outbox(connection_id: str, limit: int) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 from delivery import BatchResult, deliver_batch
 
-from resilience.breaker import CircuitBreaker, DynamoDBBreakerStore, Transition, policy_from_env
+from resilience.breaker import CircuitBreaker, Transition
 from resilience.clients import default_clients, translate_errors
 from resilience.errors import BreakwaterError, DependencyUnavailableError, ValidationError
 from resilience.observability import default_observability, with_observability
@@ -59,12 +59,7 @@ def _on_transition(transition: Transition) -> None:
     _logger.warning("breaker transition", extra={"breaker": transition.name, "to": str(transition.to_state)})
 
 
-_breaker = CircuitBreaker(
-    "apigateway.postToConnection",
-    DynamoDBBreakerStore(os.environ["BW_BREAKERS_TABLE"], _clients.dynamodb()),
-    policy_from_env("apigateway"),
-    on_transition=_on_transition,
-)
+_breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients.dynamodb(), on_transition=_on_transition)
 
 
 def _park(event: dict[str, Any], result: BatchResult) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from resilience.breaker.breaker import CircuitBreaker
-from resilience.breaker.config import BreakerPolicy, counts_as_failure, policy_from_env
+from resilience.breaker.config import BreakerPolicy, counts_as_failure, policy_for, policy_from_env
 from resilience.breaker.exceptions import BreakerStoreError, CircuitOpenError
 from resilience.breaker.state import BreakerRecord, BreakerState, BreakerStats, CircuitInfo, Counts, Transition
 from resilience.breaker.store import BreakerStore, DynamoDBBreakerStore, MemoryBreakerStore
@@ -23,5 +23,6 @@ __all__ = [
     "MemoryBreakerStore",
     "Transition",
     "counts_as_failure",
+    "policy_for",
     "policy_from_env",
 ]

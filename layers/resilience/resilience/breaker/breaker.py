@@ -31,15 +31,16 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
 from typing import Any, ParamSpec, TypeVar
 
-from resilience.breaker.config import BreakerPolicy
+from resilience.breaker.config import BreakerPolicy, policy_for
 from resilience.breaker.state import BreakerRecord, BreakerState, BreakerStats, CircuitInfo, Counts, Transition
 from resilience.breaker.store.base import BreakerStore, CountUpdate, StateChange
+from resilience.breaker.store.dynamodb import DynamoDBBreakerStore
 from resilience.errors import BreakerStoreError, CircuitOpenError
 
 __all__ = ["CircuitBreaker"]
@@ -87,6 +88,22 @@ class CircuitBreaker:
         self._streak = 0
         self._marked = False
         self._probing = False
+
+    @classmethod
+    def from_env(
+        cls,
+        name: str,
+        dynamodb_client: Any,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_transition: Callable[[Transition], None] | None = None,
+        on_circuit_open: Callable[..., Any] | None = None,
+    ) -> CircuitBreaker:
+        """The breaker ``name`` on the deployment's Breakers table (``BW_BREAKERS_TABLE``),
+        with its dependency's policy from the template Parameters."""
+        env = os.environ if env is None else env
+        store = DynamoDBBreakerStore(env["BW_BREAKERS_TABLE"], dynamodb_client)
+        return cls(name, store, policy_for(name, env), on_transition=on_transition, on_circuit_open=on_circuit_open)
 
     # -- public API -------------------------------------------------------------------
     def call(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from resilience.clients import is_transient
 from resilience.settings import env_number
 
-__all__ = ["BreakerPolicy", "counts_as_failure", "policy_from_env"]
+__all__ = ["BreakerPolicy", "counts_as_failure", "policy_for", "policy_from_env"]
 
 
 def counts_as_failure(exc: BaseException) -> bool:
@@ -124,3 +124,11 @@ def policy_from_env(
         refresh_interval=number("REFRESH_SECONDS", 15),
         fail_closed_on_store_error=fail_closed_on_store_error,
     )
+
+
+def policy_for(breaker: str, env: Mapping[str, str] | None = None) -> BreakerPolicy:
+    """The policy of a breaker named ``<dependency>.<operation>``: its dependency's, or the default."""
+    try:
+        return policy_from_env(breaker.split(".", 1)[0], env)
+    except ValueError:
+        return BreakerPolicy()
