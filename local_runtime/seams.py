@@ -18,7 +18,9 @@ import copy
 import datetime
 import importlib
 import json
+import logging
 import pkgutil
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -61,6 +63,7 @@ SEAMS: tuple[tuple[str, str], ...] = (
         "StateTaskService._to_boto_request",
     ),
     ("botocore.retries.bucket", "TokenBucket._acquire"),
+    ("moto.stepfunctions.parser.asl.utils.json_path", "_contains_slice_or_wildcard_array"),
 )
 
 _active: LocalRuntime | None = None
@@ -131,6 +134,8 @@ def install_seams() -> None:
         _install_timestamp_parsing()
         _install_parameter_casing()
         _install_adaptive_retry_clock()
+        _install_indefinite_paths()
+        _quiet_missing_path_logs()
         _installed = True
 
 
@@ -492,6 +497,36 @@ def _install_timestamp_parsing() -> None:
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
     is_operator.IsTimestamp.string_to_timestamp = staticmethod(string_to_timestamp)  # type: ignore[method-assign,assignment]
+
+
+#: Wildcards, slices, unions, filters and deep scans: paths that may select any number of nodes.
+_INDEFINITE_PATH = re.compile(r"\[\*\]|\.\*|\.\.|\[\?|\[-?\d*:-?\d*(?::-?\d*)?\]|\[[^\]]*,[^\]]*\]")
+
+
+def _install_indefinite_paths() -> None:
+    """Step Functions evaluates paths with Jayway JsonPath: an *indefinite* path
+    (``$.results[*].gone[*]``) yields the array of its matches, empty when nothing
+    matches. moto returns ``[]`` only for a path with a single wildcard and raises
+    States.Runtime for the rest, so a tally over batches that all had nothing to
+    report would fail offline and succeed on AWS."""
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    def is_indefinite(path: str) -> bool:
+        return bool(_INDEFINITE_PATH.search(path))
+
+    json_path._contains_slice_or_wildcard_array = is_indefinite
+
+
+class _MissingPathFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "NoSuchJsonPathError" not in record.getMessage()
+
+
+def _quiet_missing_path_logs() -> None:
+    """moto logs a missing path at ERROR once per enclosing component (a dozen lines),
+    including the ordinary ``IsPresent: false`` of a Choice. A path that really fails a
+    state reaches the execution history, and so the trace, as ``States.Runtime``."""
+    logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").addFilter(_MissingPathFilter())
 
 
 def _install_adaptive_retry_clock() -> None:

@@ -9,49 +9,30 @@ workflow stops loudly instead of losing them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 from delivery import BatchResult, deliver_batch
 
 from resilience.breaker import CircuitBreaker, Transition
-from resilience.clients import default_clients, translate_errors
+from resilience.clients import Clients, ClientSettings, default_clients, translate_errors
 from resilience.errors import BreakwaterError, DependencyUnavailableError, ValidationError
 from resilience.observability import default_observability, with_observability
 from resilience.retry import RetryPolicy
 
-_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["messageId", "sessionId", "frame", "recipients", "correlationId"],
-    "properties": {
-        "messageId": {"type": "string", "minLength": 1, "maxLength": 64},
-        "sessionId": {"type": "string", "minLength": 1, "maxLength": 64},
-        "frame": {"type": "object"},
-        # Connection ids, or the Connections items the workflow's Query returned.
-        "recipients": {
-            "type": "array",
-            "maxItems": 500,
-            "items": {
-                "oneOf": [
-                    {"type": "string", "minLength": 1},
-                    {
-                        "type": "object",
-                        "required": ["connectionId"],
-                        "properties": {"connectionId": {"type": "object", "required": ["S"]}},
-                    },
-                ]
-            },
-        },
-        "senderConnectionId": {"type": "string"},
-        "correlationId": {"type": "string", "minLength": 1},
-    },
-}
+_SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "schema.json").read_text(encoding="utf-8"))
 _observability = default_observability()
 _logger, _metrics = _observability.logger, _observability.metrics
 _clients = default_clients()
+# The batch's round loop is the one retry layer for posts (the ASL numbers from the
+# template); SDK retries under it would multiply attempts on a throttled
+# connection (3 SDK attempts x 4 rounds) and hide the stated policy.
+_posting = Clients(settings=dataclasses.replace(ClientSettings.from_env(), max_attempts=1))
 
 
 def _on_transition(transition: Transition) -> None:
@@ -96,7 +77,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     def post(connection_id: str) -> None:
         with translate_errors("apigatewaymanagementapi", "PostToConnection"):
-            _clients.apigateway_management(endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
+            _posting.apigateway_management(endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
 
     # The speaker is acknowledged by send_message, not sent its own message back.
     ids = [r if isinstance(r, str) else r["connectionId"]["S"] for r in event["recipients"]]

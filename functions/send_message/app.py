@@ -138,10 +138,7 @@ def deliver(message: dict[str, Any], sender: dict[str, str], now: float) -> dict
             raise ServiceTimeoutError("the message could not be stored")
         raise DependencyUnavailableError("the message could not be delivered")
     report = json.loads(outcome["output"])
-    counts = {"delivered": 0, "gone": 0, "parked": 0}
-    for batch in report.get("batches", []):
-        for key in counts:
-            counts[key] += int(batch["counts"][key])
+    counts = {key: int(report[key]) for key in ("delivered", "gone", "parked")}
     return {"messageId": payload["messageId"], **counts}
 
 

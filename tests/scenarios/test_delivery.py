@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ SESSION = "town-hall"
 def stack():
     started: list[LocalRuntime] = []
 
-    def make(listeners: int = 3, faults: list[dict[str, Any]] | None = None) -> LocalRuntime:
-        runtime = LocalRuntime(ROOT / "template.yaml", faults=faults).start()
+    def make(
+        listeners: int = 3, faults: list[dict[str, Any]] | None = None, parameters: dict[str, str] | None = None
+    ) -> LocalRuntime:
+        runtime = LocalRuntime(ROOT / "template.yaml", faults=faults, parameters=parameters).start()
         started.append(runtime)
         members = [(SPEAKER, "speaker", "u-speaker")] + [(f"L{i}=", "listener", "anonymous") for i in range(listeners)]
         join_session(runtime, SESSION, members)
@@ -82,17 +85,40 @@ def test_DeliverToAllListeners(stack):
 
 
 def test_RetryOnThrottleThenSucceed(stack):
-    # API Gateway throttles the first two posts to L1=; the delivery retries and gets through.
+    # API Gateway throttles the first two posts to L1=; the third gets through. The
+    # third post meets a 1 ms latency rule (rules apply in order), so the fault log
+    # holds every attempt's time.
     runtime = stack(
         listeners=3,
-        faults=[{"service": "apigatewaymanagementapi", "resource": "L1=", "throttle": True, "count": 2}],
+        faults=[
+            {"name": "throttle", "service": "apigatewaymanagementapi", "resource": "L1=", "throttle": True, "count": 2},
+            {"name": "third", "service": "apigatewaymanagementapi", "resource": "L1=", "count": 1, "latency": 0.001},
+        ],
     )
 
     assert send(runtime, {"text": "hello"}) == 200
 
     assert [m["type"] for m in received(runtime, "L1=")] == ["message"]
     assert received(runtime, SPEAKER)[0]["recipients"]["delivered"] == 3
-    assert len(runtime.faults.log) == 2
+    attempts = [entry["at"] for entry in runtime.faults.log if entry["resource"].endswith("L1=")]
+    assert [entry["rule"] for entry in runtime.faults.log] == ["throttle", "throttle", "third"]
+    # The template's policy (IntervalSeconds 1, BackoffRate 2, JitterStrategy FULL): the wait
+    # before retry n is drawn from (0, 1 * 2**(n-1)] — virtual seconds, nobody waited.
+    waits = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    assert len(waits) == 2
+    assert 0 < waits[0] <= 1.0
+    assert 0 < waits[1] <= 2.0
+
+
+def test_SessionLargerThanOnePageIsDeliveredWhole(stack):
+    # Recipients are read a page at a time (RecipientsPageSize); no page is dropped.
+    runtime = stack(listeners=7, parameters={"RecipientsPageSize": "2", "DeliveryBatchSize": "2"})
+
+    assert send(runtime, {"text": "paged"}) == 200
+
+    ack = received(runtime, SPEAKER)[0]
+    assert ack["recipients"] == {"messageId": ack["messageId"], "delivered": 7, "gone": 0, "parked": 0}
+    assert all(len(received(runtime, listener)) == 1 for listener in listeners(runtime))
 
 
 def test_GoneTriggersCleanup(stack):
