@@ -30,6 +30,7 @@ from typing import Any, Final
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.logging.types import LogRecord
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -346,7 +347,15 @@ def setup_observability(
         logger_formatter=_new_formatter(),
     )
     _install_redaction(logger)
-    metrics = Metrics(service=service, namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or None)
+    namespace = env.get("POWERTOOLS_METRICS_NAMESPACE") or None
+    # Its own metric set, not Powertools' class-level one: one Observability per function
+    # sandbox already shares one set across its modules, and where several functions
+    # share a process (the offline runtime) one handler's flush must not emit another's
+    # metrics, or emit them without their correlation id.
+    provider = AmazonCloudWatchEMFProvider(
+        namespace=namespace, service=service, metric_set={}, dimension_set={}, metadata_set={}, default_dimensions={}
+    )
+    metrics = Metrics(service=service, namespace=namespace, provider=provider)
     # Only an explicit "disabled" is passed: None lets Powertools disable tracing by itself
     # outside Lambda (no X-Ray daemon), where forcing it on would fail every segment.
     tracer = Tracer(service=service, disabled=True if _truthy(env.get("POWERTOOLS_TRACE_DISABLED")) else None)
