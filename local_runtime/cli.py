@@ -32,6 +32,7 @@ err = Console(stderr=True, soft_wrap=True)
 STORE = Path(".bw") / "executions"
 STATE = Path(".bw") / "state"
 BREAKERS_TABLE = "BreakersTable"
+STACK_DATA = Path("events") / "local_data.yaml"
 FIXTURE_APP = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "app"
 
 TemplateOption = Annotated[Path, typer.Option("--template", "-t", help="SAM template to run.")]
@@ -91,14 +92,21 @@ def load_execution(ref: str, store: Path = STORE) -> ExecutionResult:
 
 
 def _persistence(template: Path) -> dict[str, Any]:
-    """Breaker state outlives one command, as the real table outlives one invocation."""
+    """Breaker state outlives one command, as the real table outlives one invocation; stack data is loaded."""
     from local_runtime.template import LocalTemplate
 
+    options: dict[str, Any] = {}
+    # What the deployment would already hold (tenant configs, revoked token ids), if the app ships it.
+    data = template.resolve().parent / STACK_DATA
+    if data.is_file():
+        options["data"] = data
     try:
         tables = LocalTemplate.load(template).of_type("AWS::DynamoDB::Table")
     except TemplateError:
-        return {}
-    return {"state_dir": STATE, "persist_tables": [BREAKERS_TABLE]} if BREAKERS_TABLE in tables else {}
+        return options
+    if BREAKERS_TABLE in tables:
+        options.update(state_dir=STATE, persist_tables=[BREAKERS_TABLE])
+    return options
 
 
 def _write_html(result: ExecutionResult, target: Path) -> None:

@@ -10,6 +10,7 @@ fake credentials, so no call can reach a real account.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -27,10 +28,13 @@ from local_runtime import seams
 from local_runtime.clock import VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rules, request_resources
+from local_runtime.identity import IdentityProvider
 from local_runtime.lambdas import Invocation, LocalFunction
 from local_runtime.template import ACCOUNT_ID, LocalTemplate, ScheduleSpec, TemplateError
 from local_runtime.trace import Trace, maybe_json
 from local_runtime.websockets import ConnectionRegistry
+from resilience.signing_keys import parse_signing_key
+from resilience.tokens import TokenPolicy
 
 __all__ = ["ExecutionResult", "LocalRuntime", "fake_aws_environment"]
 
@@ -140,10 +144,12 @@ class LocalRuntime:
         region: str = "us-east-1",
         state_dir: str | Path | None = None,
         persist_tables: Iterable[str] = (),
+        data: str | Path | None = None,
     ) -> None:
         self.template_path = Path(template)
         self.parameters = dict(parameters or {})
         self.region = region
+        self.seed = seed
         self.clock = clock or VirtualClock(seed=seed)
         self.faults = FaultInjector()
         if faults is not None:
@@ -153,6 +159,8 @@ class LocalRuntime:
         #: Tables whose items survive between runtimes (e.g. breaker state between `bw` commands).
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.persist_tables = tuple(persist_tables)
+        #: Objects and items a deployment would already hold (see :func:`load_stack_data`).
+        self.data_path = Path(data) if data is not None else None
         self.template: LocalTemplate
         self.functions: dict[str, LocalFunction] = {}
         self._mock: Any = None
@@ -163,6 +171,8 @@ class LocalRuntime:
         self._provisioning = False
         #: AWS requests made after provisioning, by (service, operation): what a run costs.
         self.requests: Counter[tuple[str, str]] = Counter()
+        #: The offline Cognito: JWKS for every user pool, and test tokens (see :mod:`local_runtime.identity`).
+        self.identity = IdentityProvider(self.state_dir)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> LocalRuntime:
@@ -235,6 +245,8 @@ class LocalRuntime:
         self._create_state_machines()
         self._create_schedules()
         self._load_tables()
+        if self.data_path is not None:
+            self._load_data(self.data_path)
         self._next_fire = {
             spec.name: self.clock.now() + period
             for spec in self.template.schedules
@@ -320,9 +332,43 @@ class LocalRuntime:
             props = resource.get("Properties") or {}
             value = props.get("SecretString")
             if not isinstance(value, str):
-                # GenerateSecretString: a fresh random value, as CloudFormation would make.
-                value = uuid.uuid4().hex + uuid.uuid4().hex
+                value = self._generated_secret(logical_id, props.get("GenerateSecretString") or {})
             secrets.create_secret(Name=logical_id, SecretString=value)
+
+    def _load_data(self, path: Path) -> None:
+        """Load a stack-data file: S3 objects per bucket and DynamoDB items per table, by logical id.
+
+        ``s3: {Bucket: {key: file relative to the data file}}`` and
+        ``dynamodb: {Table: [item, ...]}`` (plain JSON items).
+        """
+        import yaml
+        from boto3.dynamodb.types import TypeSerializer
+
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        s3 = self.client("s3")
+        for bucket, objects in (spec.get("s3") or {}).items():
+            name = bucket.lower()  # as _create_buckets names them
+            for key, source in (objects or {}).items():
+                s3.put_object(Bucket=name, Key=key, Body=(path.parent / source).read_bytes())
+        ddb, serializer = self.client("dynamodb"), TypeSerializer()
+        for table, items in (spec.get("dynamodb") or {}).items():
+            for item in items or []:
+                ddb.put_item(TableName=table, Item={k: serializer.serialize(v) for k, v in item.items()})
+
+    def _generated_secret(self, logical_id: str, spec: Mapping[str, Any]) -> str:
+        """GenerateSecretString as CloudFormation does it (the template's JSON plus one
+        generated key), but derived from the seed: `bw token` and a later `bw run` are
+        separate processes and must agree on a local signing key. Never used on AWS."""
+        generated = hashlib.sha256(f"breakwater-local:{self.seed}:{logical_id}".encode()).hexdigest()
+        length = spec.get("PasswordLength")
+        if isinstance(length, int) and 0 < length <= len(generated):
+            generated = generated[:length]
+        template, key = spec.get("SecretStringTemplate"), spec.get("GenerateStringKey")
+        if isinstance(template, str) and isinstance(key, str):
+            document = json.loads(template)
+            document[key] = generated
+            return json.dumps(document)
+        return generated
 
     def _create_queues(self) -> None:
         sqs = self.client("sqs")
@@ -614,6 +660,23 @@ class LocalRuntime:
         return 200, headers, json.dumps(_jsonable(dict(output)))
 
     # -- data ---------------------------------------------------------------------------------
+    # -- tokens ------------------------------------------------------------------------------------
+    def token_policy(self, function: str = "VerifyTokenFunction") -> TokenPolicy:
+        """The issuers and audiences ``function`` trusts, from its template environment."""
+        environment = {k: str(v) for k, v in self.template.function(function).environment.items()}
+        return TokenPolicy.from_env({"AWS_REGION": self.region, **environment})
+
+    def cognito_token(self, *, function: str = "VerifyTokenFunction", **claims: Any) -> str:
+        """A speaker's token as the stack's user pool would issue it (now = the virtual clock)."""
+        return self.identity.cognito_token(self.token_policy(function), now=self.clock.now(), **claims)
+
+    def breakwater_token(self, *, function: str = "VerifyTokenFunction", **claims: Any) -> str:
+        """A token signed with the stack's own signing key (``SigningKeySecret``)."""
+        environment = self.template.function(function).environment
+        secret = self.client("secretsmanager").get_secret_value(SecretId=str(environment["BW_SIGNING_KEY_SECRET"]))
+        key = parse_signing_key(secret["SecretString"])
+        return IdentityProvider.breakwater_token(self.token_policy(function), key, now=self.clock.now(), **claims)
+
     def items(self, table: str) -> list[dict[str, Any]]:
         """Every item of a table, as plain Python values (for tests and the demo)."""
         from boto3.dynamodb.types import TypeDeserializer

@@ -64,6 +64,15 @@ SEAMS: tuple[tuple[str, str], ...] = (
     ),
     ("botocore.retries.bucket", "TokenBucket._acquire"),
     ("moto.stepfunctions.parser.asl.utils.json_path", "_contains_slice_or_wildcard_array"),
+    ("urllib.request", "urlopen"),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+        "StateTaskServiceDynamoDB._from_error",
+    ),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service",
+        "StateTaskService._get_timed_out_failure_event",
+    ),
 )
 
 _active: LocalRuntime | None = None
@@ -136,6 +145,8 @@ def install_seams() -> None:
         _install_adaptive_retry_clock()
         _install_indefinite_paths()
         _quiet_missing_path_logs()
+        _install_jwks()
+        _install_service_timeouts()
         _installed = True
 
 
@@ -515,6 +526,104 @@ def _install_indefinite_paths() -> None:
         return bool(_INDEFINITE_PATH.search(path))
 
     json_path._contains_slice_or_wildcard_array = is_indefinite
+
+
+#: A Cognito user pool's public keys: https://cognito-idp.<region>.amazonaws.com/<pool id>/.well-known/jwks.json
+_COGNITO_JWKS = re.compile(r"^https://cognito-idp\.([a-z0-9-]+)\.amazonaws\.com/([^/]+)/\.well-known/jwks\.json$")
+
+
+def _install_jwks() -> None:
+    """Cognito's JWKS is plain HTTPS, not an SDK call, so the botocore fault layer never
+    sees it. Offline the runtime's identity provider answers for every user pool, and the
+    same fault rules apply (service ``cognito-idp``, operation ``GetJWKS``, resource the
+    pool id): an error status is an ``HTTPError``, latency past the caller's timeout is a
+    ``TimeoutError`` after that timeout, in virtual time."""
+    import io
+    import urllib.error
+    import urllib.request
+    from email.message import Message
+
+    original = urllib.request.urlopen
+
+    def urlopen(url: Any, data: Any = None, timeout: Any = None, **kwargs: Any) -> Any:
+        runtime = _active
+        target = url if isinstance(url, str) else getattr(url, "full_url", "")
+        match = _COGNITO_JWKS.match(target)
+        if runtime is None or match is None:
+            if timeout is None:
+                return original(url, data, **kwargs)
+            return original(url, data, timeout, **kwargs)
+        runtime.count_request("cognito-idp", "GetJWKS")
+        fault = runtime.decide_fault(service="cognito-idp", operation="GetJWKS", body=None, url=target)
+        if fault is not None and fault.latency > 0:
+            if timeout is not None and fault.latency > float(timeout):
+                runtime.clock.sleep(float(timeout))
+                raise TimeoutError(f"timed out reading {target}")
+            runtime.clock.sleep(fault.latency)
+        if fault is not None and fault.error is not None:
+            if fault.error == "MalformedResponse":
+                return _Response(target, b"<html>not a key set</html>")
+            body = json.dumps({"message": fault.message, "__type": fault.error}).encode()
+            raise urllib.error.HTTPError(target, fault.status, fault.error, Message(), io.BytesIO(body))
+        return _Response(target, runtime.identity.jwks_json(match.group(2)))
+
+    urllib.request.urlopen = urlopen
+
+
+class _Response:
+    """Just enough of ``http.client.HTTPResponse`` for a JSON download."""
+
+    def __init__(self, url: str, body: bytes) -> None:
+        self.url = url
+        self.status = 200
+        self._body = body
+
+    def read(self, amount: int | None = None) -> bytes:
+        return self._body if amount is None else self._body[:amount]
+
+    def getcode(self) -> int:
+        return self.status
+
+    def __enter__(self) -> _Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _install_service_timeouts() -> None:
+    """A service integration that outlives ``TimeoutSeconds`` fails with ``States.Timeout``
+    on AWS. moto's DynamoDB (and other) integrations turn any non-ClientError into their
+    catch-all (``DynamoDB.AmazonDynamoDBException``), the timeout included, so a Catch on
+    States.Timeout would never fire offline."""
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task.service as service_package
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+        StateTaskService,
+    )
+
+    for info in pkgutil.iter_modules(service_package.__path__, service_package.__name__ + "."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, StateTaskService)
+                and "_from_error" in vars(value)
+                and not getattr(value._from_error, "_bw_timeouts", False)
+            ):
+                value._from_error = _timeouts_first(value._from_error)  # type: ignore[method-assign]
+
+
+def _timeouts_first(from_error: Callable[..., Any]) -> Callable[..., Any]:
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if isinstance(ex, TimeoutError):
+            return self._get_timed_out_failure_event(env)
+        return from_error(self, env, ex)
+
+    _from_error._bw_timeouts = True  # type: ignore[attr-defined]
+    return _from_error
 
 
 class _MissingPathFilter(logging.Filter):

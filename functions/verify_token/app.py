@@ -1,0 +1,51 @@
+"""AuthorizeConnection's "Verify token" step: a raw JWT in, the verified identity out.
+
+Input ``{"token", "role", "correlationId"}``; output ``{"userId", "issuer",
+"jti", "exp", "tenantId", "roles"}``. Refusals are errors the workflow
+catches by name: ``TokenInvalidError`` (401, with a reason such as "token
+expired"), ``JwtKeyError`` (500: the signing key is unavailable, so no token
+is verified), and the dependency errors of the Cognito JWKS download
+(``ServiceTimeoutError``, ``RetryableError``, ``CircuitOpenError`` …: 503).
+The token and the key never reach a log line, a metric or the output.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from resilience.breaker import CircuitBreaker
+from resilience.clients import default_clients
+from resilience.errors import TokenInvalidError
+from resilience.observability import default_observability, with_observability
+from resilience.signing_keys import SigningKeyProvider
+from resilience.tokens import JwksCache, TokenPolicy, TokenVerifier
+
+_observability = default_observability()
+_logger, _metrics = _observability.logger, _observability.metrics
+_clients = default_clients()
+_policy = TokenPolicy.from_env()
+# One breaker for Cognito across the fleet (seed 003: cognito.verifyJwt).
+_breaker = CircuitBreaker.from_env("cognito.verifyJwt", _clients.dynamodb())
+_verifier = TokenVerifier(
+    _policy,
+    jwks=JwksCache(_policy, timeout=_clients.settings.timeouts_for("cognito-idp").read, breaker=_breaker),
+    signing_keys=SigningKeyProvider(_clients.secretsmanager(), os.environ["BW_SIGNING_KEY_SECRET"]),
+)
+
+
+@with_observability
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    token = event.get("token") if isinstance(event, dict) else None
+    role = event.get("role") if isinstance(event, dict) else None
+    try:
+        identity = _verifier.verify(token, role=role if isinstance(role, str) else None)
+    except TokenInvalidError as error:
+        _metrics.add_metric(name="TokenRejected", unit="Count", value=1)
+        _logger.info("token rejected", extra={"reason": str(error)})
+        raise
+    finally:
+        _breaker.flush()
+    _metrics.add_metric(name="TokenVerified", unit="Count", value=1)
+    _logger.info("token verified", extra={"issuer": identity.issuer, "tokenUse": identity.token_use})
+    return identity.to_json()
