@@ -35,3 +35,27 @@ def runtime_factory() -> Iterator[object]:
     yield make
     for runtime in reversed(started):
         runtime.stop()
+
+
+@pytest.fixture
+def stack() -> Iterator[object]:
+    """The real template on the local runtime, with its stack data (tenant configs, revoked ids)."""
+    from local_runtime import LocalRuntime
+
+    with LocalRuntime(ROOT / "template.yaml", data=ROOT / "events" / "local_data.yaml") as runtime:
+        yield runtime
+
+
+class FakeClock:
+    """A clock tests move by hand: ``clock.now += 60``."""
+
+    def __init__(self, now: float = 1_795_520_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

@@ -181,7 +181,9 @@ _limiter: RateLimiter | None = None
 def limiter() -> RateLimiter:
     global _limiter
     if _limiter is None:
-        policy = RateLimitPolicy.from_env(prefix="BW_CONNECT_RATE_LIMIT")
+        policy = RateLimitPolicy.from_env(
+            "BW_CONNECT_RATE_LIMIT", "BW_CONNECT_RATE_LIMIT_WINDOW_SECONDS", default_limit=30, default_window=60
+        )
         _limiter = RateLimiter(_clients.dynamodb(), os.environ["BW_RATE_LIMITS_TABLE"], policy)
     return _limiter
 

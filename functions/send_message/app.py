@@ -35,6 +35,7 @@ from resilience.errors import (
     ValidationError,
 )
 from resilience.observability import current_correlation_id, default_observability, with_observability
+from resilience.rate_limits import RateLimiter, RateLimitPolicy
 
 _SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "schema.json").read_text(encoding="utf-8"))
 #: API Gateway frames are at most 128 KB; a message must fit in one with its envelope.
@@ -84,29 +85,21 @@ def sender_of(connection_id: str, session_id: str) -> dict[str, str]:
     return {"connectionId": connection_id, "role": "speaker", "userId": item.get("userId", {}).get("S", "anonymous")}
 
 
+_limiter: RateLimiter | None = None
+
+
 def check_rate(subject: str, now: float) -> None:
-    """A fixed window per subject: one atomic ADD per message, nothing to read first."""
-    limit = int(os.environ.get("BW_RATE_LIMIT_MESSAGES", "20"))
-    window = int(os.environ.get("BW_RATE_LIMIT_WINDOW_SECONDS", "10"))
-    start = int(now // window) * window
-    try:
-        with translate_errors("dynamodb", "UpdateItem"):
-            count = int(
-                _clients.dynamodb().update_item(
-                    TableName=os.environ["BW_RATE_LIMITS_TABLE"],
-                    Key={"subject": {"S": f"{subject}#{start}"}},
-                    UpdateExpression="ADD messages :one SET expiresAt = :expires",
-                    ExpressionAttributeValues={":one": {"N": "1"}, ":expires": {"N": str(start + 2 * window)}},
-                    ReturnValues="UPDATED_NEW",
-                )["Attributes"]["messages"]["N"]
-            )
-    except BreakwaterError:
+    """One atomic ADD per message (resilience.rate_limits); a RateLimits outage never refuses."""
+    global _limiter
+    if _limiter is None:
+        policy = RateLimitPolicy.from_env(
+            "BW_RATE_LIMIT_MESSAGES", "BW_RATE_LIMIT_WINDOW_SECONDS", default_limit=20, default_window=10
+        )
+        _limiter = RateLimiter(_clients.dynamodb(), os.environ["BW_RATE_LIMITS_TABLE"], policy)
+    if not _limiter.check(subject, now).enforced:
         # Seed 002: availability over limiting, but never silently.
         _logger.warning("rate limiting unavailable; message allowed")
         _metrics.add_metric(name="RateLimitingDisabled", unit="Count", value=1)
-        return
-    if count > limit:
-        raise RateLimitedError(retry_after=max(1, int(start + window - now + 0.999)))
 
 
 @idempotent_function(  # type: ignore[untyped-decorator]

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from resilience.clients import translate_errors
 from resilience.errors import BreakwaterError, RateLimitedError
 from resilience.settings import env_int
@@ -38,13 +40,18 @@ class RateLimitPolicy:
 
     @classmethod
     def from_env(
-        cls, *, prefix: str, default_limit: int = 20, default_window: int = 10, env: Mapping[str, str] | None = None
+        cls,
+        limit_variable: str,
+        window_variable: str,
+        *,
+        default_limit: int,
+        default_window: int,
+        env: Mapping[str, str] | None = None,
     ) -> RateLimitPolicy:
-        """``<prefix>`` is the limit, ``<prefix>_WINDOW_SECONDS`` the window."""
         env = os.environ if env is None else env
         return cls(
-            limit=env_int(env, prefix, default_limit, positive=True),
-            window_seconds=env_int(env, f"{prefix}_WINDOW_SECONDS", default_window, positive=True),
+            limit=env_int(env, limit_variable, default_limit, positive=True),
+            window_seconds=env_int(env, window_variable, default_window, positive=True),
         )
 
 
@@ -75,7 +82,7 @@ class RateLimiter:
                     ReturnValues="UPDATED_NEW",
                 )
             count = int(response["Attributes"]["requests"]["N"])
-        except (BreakwaterError, KeyError, ValueError, TypeError):
+        except (BreakwaterError, ClientError, KeyError, ValueError, TypeError):
             # Unreachable, or an item someone corrupted: availability over limiting (seed 002).
             return RateDecision(count=None, enforced=False)
         if count > self._policy.limit:

@@ -1,0 +1,328 @@
+"""Token verification: every way a token can be wrong is a TokenInvalidError with a reason."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilience.errors import (
+    CircuitOpenError,
+    DependencyUnavailableError,
+    JwtKeyError,
+    ServiceTimeoutError,
+    TokenInvalidError,
+)
+from resilience.tokens import (
+    BREAKWATER_AUDIENCE,
+    JwksCache,
+    SigningKey,
+    TokenPolicy,
+    TokenVerifier,
+    issue_token,
+    token_shape,
+)
+
+NOW = 1_795_520_000.0
+POLICY = TokenPolicy(
+    region="us-east-1",
+    user_pool_id="us-east-1_Pool",
+    client_ids=frozenset({"client-a"}),
+    breakwater_issuer="breakwater:dev",
+    leeway_seconds=30,
+)
+ISSUER = POLICY.cognito_issuer
+KEY = SigningKey(kid="v1", key=b"k" * 48)
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rsa() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+RSA_KEY = _rsa()
+OTHER_RSA_KEY = _rsa()
+
+
+def jwks(*keys: tuple[str, rsa.RSAPrivateKey]) -> bytes:
+    entries = []
+    for kid, key in keys:
+        entry = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+        entry.update(kid=kid, alg="RS256", use="sig")
+        entries.append(entry)
+    return json.dumps({"keys": entries}).encode()
+
+
+class Jwks:
+    """A fake Cognito endpoint: serves a body, or raises, and counts downloads."""
+
+    def __init__(self, body: bytes | None = None, error: Exception | None = None) -> None:
+        self.body = body if body is not None else jwks(("k1", RSA_KEY))
+        self.error = error
+        self.downloads = 0
+
+    def __call__(self, url: str, timeout: float) -> bytes:
+        assert url == f"{ISSUER}/.well-known/jwks.json"
+        self.downloads += 1
+        if self.error is not None:
+            raise self.error
+        return self.body
+
+
+class Keys:
+    def __init__(self, key: SigningKey | None = KEY) -> None:
+        self.key = key
+
+    def current(self) -> SigningKey:
+        if self.key is None:
+            raise JwtKeyError("the signing key is unavailable")
+        return self.key
+
+
+def verifier(fetch: Jwks | None = None, keys: Keys | None = None, clock: Clock | None = None) -> TokenVerifier:
+    clock = clock or Clock()
+    cache = JwksCache(POLICY, fetch=fetch or Jwks(), clock=clock)
+    return TokenVerifier(POLICY, jwks=cache, signing_keys=keys or Keys(), clock=clock)
+
+
+def cognito(
+    *,
+    key: rsa.RSAPrivateKey = RSA_KEY,
+    kid: str | None = "k1",
+    alg: str = "RS256",
+    drop: tuple[str, ...] = (),
+    **claims: Any,
+) -> str:
+    body: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "alice",
+        "jti": "j-1",
+        "iat": int(NOW),
+        "exp": int(NOW) + 3600,
+        "token_use": "id",
+        "aud": "client-a",
+        "cognito:groups": ["speaker"],
+        "custom:tenant": "acme",
+    }
+    body.update(claims)
+    for name in drop:
+        body.pop(name, None)
+    headers = {"kid": kid} if kid is not None else {}
+    return jwt.encode(body, key, algorithm=alg, headers=headers)
+
+
+def breakwater(**overrides: Any) -> str:
+    token = issue_token(
+        KEY, issuer="breakwater:dev", subject="bot", jti="j-2", now=NOW, tenant="acme", roles=("speaker",)
+    )
+    if not overrides:
+        return token
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims.update(overrides)
+    return jwt.encode(claims, KEY.key, algorithm="HS256", headers={"kid": "v1"})
+
+
+def test_a_cognito_id_token_is_verified():
+    identity = verifier().verify(cognito(), role="speaker")
+
+    assert identity.to_json() == {
+        "userId": "alice",
+        "issuer": "cognito",
+        "jti": "j-1",
+        "exp": int(NOW) + 3600,
+        "tenantId": "acme",
+        "roles": ["speaker"],
+    }
+
+
+def test_a_cognito_access_token_is_verified_by_client_id():
+    token = cognito(token_use="access", client_id="client-a", drop=("aud",))
+
+    assert verifier().verify(token).token_use == "access"
+
+
+def test_a_breakwater_token_is_verified_with_the_signing_key():
+    identity = verifier().verify(breakwater(), role="speaker")
+
+    assert (identity.issuer, identity.subject, identity.tenant_id) == ("breakwater", "bot", "acme")
+
+
+def test_issuing_without_a_key_is_refused():
+    with pytest.raises(JwtKeyError):
+        issue_token(SigningKey("v1", b""), issuer="breakwater:dev", subject="s", jti="j", now=NOW)
+
+
+def _forged_hs256_with_public_key() -> str:
+    # The classic RS/HS confusion: sign HS256 with the RSA public key as the HMAC secret.
+    public = RSA_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "kid": "k1", "typ": "JWT"}
+    claims = {"iss": ISSUER, "sub": "mallory", "jti": "x", "iat": int(NOW), "exp": int(NOW) + 60, "aud": "client-a"}
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    import hashlib
+    import hmac
+
+    signature = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def _unsigned() -> str:
+    return jwt.encode(
+        {"iss": ISSUER, "sub": "m", "jti": "x", "iat": int(NOW), "exp": int(NOW) + 60, "aud": "client-a"},
+        key=None,
+        algorithm="none",
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        pytest.param(lambda: cognito(exp=int(NOW) - 31), "token expired", id="expired"),
+        pytest.param(lambda: cognito(nbf=int(NOW) + 31), "token not yet valid", id="not-yet-valid"),
+        pytest.param(lambda: cognito(iat=int(NOW) + 600), "token not yet valid", id="issued-in-the-future"),
+        pytest.param(lambda: cognito(iss="https://evil.example.com"), "untrusted issuer", id="wrong-issuer"),
+        pytest.param(lambda: cognito(aud="client-b"), "wrong audience", id="wrong-audience"),
+        pytest.param(lambda: cognito(token_use="refresh"), "wrong token_use", id="wrong-token-use"),
+        pytest.param(_unsigned, "algorithm not allowed", id="alg-none"),
+        pytest.param(_forged_hs256_with_public_key, "algorithm not allowed", id="hs-rs-confusion"),
+        pytest.param(lambda: cognito(key=OTHER_RSA_KEY), "bad signature", id="bad-signature"),
+        pytest.param(lambda: cognito(kid=None), "missing key id", id="missing-kid"),
+        pytest.param(lambda: cognito(kid="k9"), "unknown signing key", id="unknown-kid"),
+        pytest.param(lambda: cognito(drop=("jti",)), "missing claim jti", id="missing-jti"),
+        pytest.param(lambda: cognito(exp="tomorrow"), "malformed claim exp", id="exp-not-a-number"),
+        pytest.param(lambda: cognito(**{"cognito:groups": ["listener"]}), "speaker role", id="not-a-speaker"),
+        pytest.param(lambda: breakwater(aud="someone-else"), "wrong audience", id="breakwater-wrong-audience"),
+        pytest.param(lambda: breakwater(exp=int(NOW) - 60), "token expired", id="breakwater-expired"),
+        pytest.param(lambda: "a.b", "malformed token", id="two-parts"),
+        pytest.param(lambda: "!!!.@@@.###", "malformed token", id="not-base64"),
+        pytest.param(lambda: "x" * 9000, "malformed token", id="huge"),
+    ],
+)
+def test_a_bad_token_is_refused_with_its_reason(token, reason):
+    raw = token()
+
+    with pytest.raises(TokenInvalidError) as refused:
+        verifier().verify(raw, role="speaker")
+
+    assert reason in str(refused.value)
+    assert raw not in str(refused.value)
+
+
+def test_a_breakwater_token_signed_with_a_rotated_out_key_is_refused():
+    rotated = Keys(SigningKey(kid="v2", key=b"n" * 48))
+
+    with pytest.raises(TokenInvalidError, match="unknown signing key"):
+        verifier(keys=rotated).verify(breakwater())
+
+
+def test_no_signing_key_means_no_breakwater_token_is_verified():
+    with pytest.raises(JwtKeyError):
+        verifier(keys=Keys(None)).verify(breakwater())
+
+
+def test_cognito_tokens_do_not_need_the_signing_key():
+    assert verifier(keys=Keys(None)).verify(cognito()).subject == "alice"
+
+
+def test_an_unknown_kid_refreshes_the_jwks_once_then_is_refused_without_downloading_again():
+    fetch = Jwks()
+    clock = Clock()
+    check = verifier(fetch, clock=clock)
+    check.verify(cognito())
+
+    for _ in range(3):
+        with pytest.raises(TokenInvalidError, match="unknown signing key"):
+            check.verify(cognito(kid="k9"))
+
+    assert fetch.downloads == 1  # the refresh interval (60 s) had not passed since the first download
+    clock.now += 61
+    with pytest.raises(TokenInvalidError):
+        check.verify(cognito(kid="k9"))
+    assert fetch.downloads == 2
+
+
+def test_key_rotation_in_the_pool_is_picked_up():
+    fetch = Jwks()
+    clock = Clock()
+    check = verifier(fetch, clock=clock)
+    check.verify(cognito())
+    fetch.body = jwks(("k1", RSA_KEY), ("k2", OTHER_RSA_KEY))
+    clock.now += 61
+
+    assert check.verify(cognito(key=OTHER_RSA_KEY, kid="k2")).subject == "alice"
+
+
+@pytest.mark.parametrize(
+    "error", [ServiceTimeoutError("timed out"), CircuitOpenError("open"), DependencyUnavailableError("403")]
+)
+def test_cognito_down_with_nothing_cached_is_a_dependency_error_not_a_refusal(error):
+    with pytest.raises(type(error)):
+        verifier(Jwks(error=error)).verify(cognito())
+
+
+def test_a_malformed_jwks_is_a_dependency_error():
+    with pytest.raises(DependencyUnavailableError, match="malformed"):
+        verifier(Jwks(body=b"<html>")).verify(cognito())
+
+
+def test_the_jwks_is_served_stale_while_cognito_is_down_but_only_within_its_bound():
+    fetch = Jwks()
+    clock = Clock()
+    check = verifier(fetch, clock=clock)
+    check.verify(cognito())
+    fetch.error = ServiceTimeoutError("down")
+
+    clock.now += POLICY.jwks_ttl_seconds + 60
+    assert check.verify(cognito(iat=int(clock.now), exp=int(clock.now) + 60)).subject == "alice"
+    clock.now += POLICY.jwks_max_stale_seconds
+    with pytest.raises(ServiceTimeoutError):
+        check.verify(cognito(iat=int(clock.now), exp=int(clock.now) + 60))
+
+
+def test_the_shape_check_reads_the_issuer_without_verifying():
+    assert token_shape(cognito(key=OTHER_RSA_KEY), POLICY).kind == "cognito"
+    assert token_shape(breakwater(), POLICY).kind == "breakwater"
+
+
+def test_breakwater_tokens_carry_the_service_audience():
+    claims = jwt.decode(breakwater(), options={"verify_signature": False})
+    assert claims["aud"] == BREAKWATER_AUDIENCE
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.binary(max_size=200).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+        st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEF0123456789-_=", max_size=40), max_size=5).map(
+            ".".join
+        ),
+        st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=5).map(
+            lambda claims: jwt.encode({**claims, "iss": ISSUER}, "not-the-key-but-long-enough-for-hs256", "HS256")
+        ),
+        st.none(),
+        st.integers(),
+    )
+)
+def test_fuzzed_tokens_are_only_ever_refused_as_invalid(raw):
+    with pytest.raises(TokenInvalidError):
+        verifier().verify(raw, role="speaker")
