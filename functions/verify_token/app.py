@@ -11,11 +11,12 @@ The token and the key never reach a log line, a metric or the output.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 from resilience.breaker import CircuitBreaker
-from resilience.clients import default_clients
+from resilience.clients import Clients, default_clients
 from resilience.errors import TokenInvalidError
 from resilience.observability import default_observability, with_observability
 from resilience.signing_keys import SigningKeyProvider
@@ -30,7 +31,12 @@ _breaker = CircuitBreaker.from_env("cognito.verifyJwt", _clients.dynamodb())
 _verifier = TokenVerifier(
     _policy,
     jwks=JwksCache(_policy, timeout=_clients.settings.timeouts_for("cognito-idp").read, breaker=_breaker),
-    signing_keys=SigningKeyProvider(_clients.secretsmanager(), os.environ["BW_SIGNING_KEY_SECRET"]),
+    # Two attempts: a third would push a Secrets Manager timeout past the step's 10 s budget,
+    # turning a precise JWT_KEY_ERROR into a timed-out step.
+    signing_keys=SigningKeyProvider(
+        Clients(settings=dataclasses.replace(_clients.settings, max_attempts=2)).secretsmanager(),
+        os.environ["BW_SIGNING_KEY_SECRET"],
+    ),
 )
 
 
@@ -47,5 +53,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     finally:
         _breaker.flush()
     _metrics.add_metric(name="TokenVerified", unit="Count", value=1)
-    _logger.info("token verified", extra={"issuer": identity.issuer, "tokenUse": identity.token_use})
+    _logger.info("token verified", extra={"issuer": identity.issuer, "use": identity.token_use})
     return identity.to_json()
