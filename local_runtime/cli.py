@@ -3,6 +3,7 @@
 bw invoke FlakyFunction -e events/flaky/first.json
 bw run RetryFlow -e events/retry_flow/basic.json --faults faults/throttle.yaml --html trace.html
 bw trace last --html trace.html
+bw token --role speaker --tenant acme
 bw demo
 """
 
@@ -221,6 +222,44 @@ def demo(
     if not (result.succeeded and timed.succeeded and survived):
         raise typer.Exit(1)
     console.print(f"\nReplay the timeline with [bold]bw trace {result.name}[/], open [bold]{html}[/] in a browser.")
+
+
+@app.command()
+def token(
+    role: Annotated[str, typer.Option(help="speaker or listener (the roles the token grants).")] = "speaker",
+    tenant: Annotated[str | None, typer.Option(help="Tenant claim (custom:tenant / tenant).")] = "acme",
+    subject: Annotated[str, typer.Option("--sub", help="Subject (user id).")] = "speaker-1",
+    issuer: Annotated[str, typer.Option(help="cognito (the user pool's RS256) or breakwater (HS256).")] = "cognito",
+    lifetime: Annotated[int, typer.Option(help="Seconds until exp.")] = 3600,
+    jti: Annotated[str | None, typer.Option(help="Token id (the revocation list's key); random by default.")] = None,
+    template: TemplateOption = Path("template.yaml"),
+    event: Annotated[
+        Path | None,
+        typer.Option("--event", "-e", help="Print this AuthorizeConnection/$connect event with the token in."),
+    ] = None,
+) -> None:
+    """Issue a test token the offline stack accepts (never valid on AWS: local keys)."""
+    if issuer not in ("cognito", "breakwater"):
+        raise typer.BadParameter("cognito or breakwater", param_hint="--issuer")
+    claims: dict[str, Any] = {"subject": subject, "tenant": tenant, "lifetime_seconds": lifetime, "jti": jti}
+    try:
+        with LocalRuntime(template, **_persistence(template)) as runtime:
+            if issuer == "cognito":
+                issued = runtime.cognito_token(groups=(role,), **claims)
+            else:
+                issued = runtime.breakwater_token(roles=(role,), **claims)
+    except (TemplateError, KeyError) as exc:
+        _fail(f"{template} cannot issue tokens offline: {exc}")
+        return
+    if event is None:
+        print(issued)
+        return
+    document = _event(str(event))
+    if "requestContext" in document:  # a $connect event
+        document.setdefault("headers", {})["Authorization"] = f"Bearer {issued}"
+    else:
+        document["token"] = issued
+    print(json.dumps(document, indent=2))
 
 
 breakers_app = typer.Typer(help="Circuit breakers of the local stack: list, reset, force open.")

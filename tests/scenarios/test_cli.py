@@ -151,3 +151,33 @@ def test_breakers_need_a_breakers_table(cli, tmp_path):
     result = cli("breakers", "-t", str(template))
     assert result.exit_code == 2
     assert "has no BreakersTable" in result.output
+
+
+REAL = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("issuer", ["cognito", "breakwater"])
+def test_token_issues_what_a_later_run_admits(cli, issuer):
+    # Two commands, two processes' worth of stack: they agree on the local keys (.bw/state, the seed).
+    template = str(REAL / "template.yaml")
+    issued = cli("token", "--issuer", issuer, "--role", "speaker", "--tenant", "acme", "-t", template)
+    assert issued.exit_code == 0, issued.output
+    event = json.loads((REAL / "events" / "authorize_connection" / "speaker.json").read_text())
+    event["token"] = issued.stdout.strip()
+    Path("event.json").write_text(json.dumps(event))
+
+    result = cli("run", "AuthorizeConnection", "-e", "event.json", "-t", template)
+
+    assert result.exit_code == 0, result.output
+    assert '"decision": "allow"' in result.output
+    assert "Validate tenant and load its config" in result.output
+
+
+def test_token_fills_an_event(cli):
+    template = str(REAL / "template.yaml")
+    source = REAL / "events" / "connect" / "speaker_without_token.json"
+
+    result = cli("token", "-e", str(source), "-t", template)
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["headers"]["Authorization"].startswith("Bearer ey")

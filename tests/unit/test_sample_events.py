@@ -33,6 +33,8 @@ ENTRY_SCHEMAS = {
     "disconnect_cleanup": ("disconnect_cleanup.json", None),
     "deliver_message": ("deliver_message.json", None),
     "message_delivery": ("message_delivery.json", None),
+    "connect": ("connect.json", None),
+    "authorize_connection": ("authorize_connection.json", None),
 }
 
 #: A function validates with its own copy (events/ is not deployed); the copies must not drift.
