@@ -1,7 +1,8 @@
 """$default route: anything that is not a known action.
 
-``{"action": "ping"}`` counts as activity (lastActivityTime moves on, so the
-idle sweeper leaves the connection alone) and redelivers the messages parked
+``{"action": "ping"}`` counts as activity (lastActivityTime moves on — at most
+once per ``BW_ACTIVITY_WRITE_INTERVAL_SECONDS`` — so the idle sweeper leaves
+the connection alone) and redelivers the messages parked
 for this connection while it was unreachable, in order. Everything else gets a
 clear error frame on the socket — an unknown action, or a body that is not
 JSON — and changes nothing.
@@ -17,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from drain import drain_outbox
 
+from resilience.activity import ActivityPolicy, touch
 from resilience.breaker import CircuitBreaker
 from resilience.clients import default_clients, error_code, translate_errors
 from resilience.errors import BreakwaterError
@@ -26,6 +28,7 @@ SUPPORTED_ACTIONS = ("sendMessage", "ping")
 _logger = default_observability().logger
 _metrics = default_observability().metrics
 _clients = default_clients()
+_activity = ActivityPolicy.from_env()
 # The same breaker (the same item) as message delivery: one view of API Gateway's health.
 _breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients.dynamodb())
 
@@ -83,19 +86,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     kind, code = classify(event.get("body"))
     clients = _clients
     if kind == "ping":
-        try:
-            with translate_errors("dynamodb", "UpdateItem"):
-                clients.dynamodb().update_item(
-                    TableName=os.environ["BW_CONNECTIONS_TABLE"],
-                    Key={"connectionId": {"S": connection_id}},
-                    UpdateExpression="SET lastActivityTime = :now",
-                    ConditionExpression="attribute_exists(connectionId)",
-                    ExpressionAttributeValues={":now": {"N": str(int(time.time() * 1000))}},
-                )
-        except ClientError as exc:
+        now_ms = int(time.time() * 1000)
+        if touch(clients.dynamodb(), os.environ["BW_CONNECTIONS_TABLE"], connection_id, now_ms, _activity) == "gone":
             # A ping from a connection that was already cleaned up must not resurrect it.
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
             return {"statusCode": 200}
         try:
             drained = drain_outbox(connection_id, query=_query_outbox, post=_post, delete=_delete, breaker=_breaker)

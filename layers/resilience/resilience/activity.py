@@ -15,10 +15,17 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
+from botocore.exceptions import ClientError
+
+from resilience.clients import error_code, translate_errors
 from resilience.settings import env_int
 
-__all__ = ["ActivityPolicy", "idle_shard", "should_touch"]
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = ["ActivityPolicy", "Touch", "idle_shard", "should_touch", "touch"]
 
 
 def idle_shard(connection_id: str, shards: int) -> str:
@@ -55,3 +62,34 @@ class ActivityPolicy:
 def should_touch(last_activity_ms: int | None, now_ms: int, policy: ActivityPolicy) -> bool:
     """Whether this frame should move lastActivityTime (never more than once per interval)."""
     return last_activity_ms is None or now_ms - last_activity_ms >= policy.touch_interval_seconds * 1000
+
+
+Touch = Literal["touched", "recent", "gone"]
+
+
+def touch(dynamodb: DynamoDBClient, table: str, connection_id: str, now_ms: int, policy: ActivityPolicy) -> Touch:
+    """Move lastActivityTime to ``now_ms`` unless it moved less than ``touch_interval_seconds`` ago.
+
+    One conditional write, nothing read first: "recent" when the write was not
+    needed, "gone" when the connection no longer exists (a frame from a client
+    that was already cleaned up must not resurrect its item).
+    """
+    threshold = now_ms - policy.touch_interval_seconds * 1000
+    try:
+        with translate_errors("dynamodb", "UpdateItem"):
+            dynamodb.update_item(
+                TableName=table,
+                Key={"connectionId": {"S": connection_id}},
+                UpdateExpression="SET lastActivityTime = :now",
+                ConditionExpression=(
+                    "attribute_exists(connectionId) AND "
+                    "(attribute_not_exists(lastActivityTime) OR lastActivityTime <= :threshold)"
+                ),
+                ExpressionAttributeValues={":now": {"N": str(now_ms)}, ":threshold": {"N": str(threshold)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+    except ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return "recent" if exc.response.get("Item") else "gone"
+    return "touched"
