@@ -100,9 +100,12 @@ class FaultRule:
     after: int = 0
     probability: float = 1.0
     name: str | None = None
+    #: Tests only (not in rule files): run this just before the matched call proceeds, e.g. a
+    #: client's frame arriving while a workflow is between two of its states.
+    before: Callable[[], object] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.error is None and self.latency <= 0:
+        if self.error is None and self.latency <= 0 and self.before is None:
             raise ValueError(f"fault rule for {self.service!r} needs an error or a latency")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
@@ -198,6 +201,15 @@ class FaultInjector:
     ) -> Fault | None:
         """The fault for this call, if any; counts are updated atomically."""
         resources = list(resources)
+        fault = self._decide(service, operation, resources, draw, at)
+        if fault is not None and fault.rule.before is not None:
+            # Outside the lock: the hook may make calls of its own, which come through here.
+            fault.rule.before()
+        return fault
+
+    def _decide(
+        self, service: str, operation: str, resources: list[str], draw: Callable[[], float], at: float
+    ) -> Fault | None:
         with self._lock:
             for rule in self.rules:
                 if not rule.matches(service, operation, resources):

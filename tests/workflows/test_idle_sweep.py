@@ -1,0 +1,347 @@
+"""IdleSweep (seed 001) on the local runtime: scheduled, one at a time, indexed, in virtual time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local_runtime import LocalRuntime
+from local_runtime.sessions import join_session
+from resilience.activity import idle_shard
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def stack() -> Iterator[Any]:
+    started: list[LocalRuntime] = []
+
+    def make(faults: list[dict[str, Any]] | None = None, **kwargs: Any) -> LocalRuntime:
+        runtime = LocalRuntime(ROOT / "template.yaml", faults=faults, **kwargs).start()
+        started.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in started:
+        runtime.stop()
+
+
+def join(runtime: LocalRuntime, *members: tuple[str, str]) -> None:
+    join_session(
+        runtime, "town-hall", [(cid, role, "anonymous" if role == "listener" else "u-1") for cid, role in members]
+    )
+
+
+def remaining(runtime: LocalRuntime) -> set[str]:
+    return {item["connectionId"] for item in runtime.items("ConnectionsTable")}
+
+
+def received(runtime: LocalRuntime, connection_id: str) -> list[Any]:
+    return runtime.connections.received(connection_id)
+
+
+def is_open(runtime: LocalRuntime, connection_id: str) -> bool:
+    found = runtime.connections.find(connection_id)
+    return bool(found and found.open)
+
+
+def emf(output: str) -> list[dict[str, Any]]:
+    documents = []
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            documents.append(json.loads(line))
+    return documents
+
+
+def test_IdleListenerIsNotifiedThenClosed(stack):
+    runtime = stack()
+    join(runtime, ("Idle=", "listener"))
+    runtime.clock.advance(130)
+    join(runtime, ("Fresh=", "listener"))
+
+    result = runtime.run("IdleSweep", {})
+
+    assert result.status == "SUCCEEDED"
+    (frame,) = received(runtime, "Idle=")
+    assert frame["type"] == "connectionTimeout"
+    assert frame["message"] == "Connection closed due to inactivity"
+    assert frame["idleSeconds"] == 130
+    assert frame["timestamp"] == int(runtime.clock.now() * 1000)
+    assert not is_open(runtime, "Idle=")
+    assert is_open(runtime, "Fresh=")
+    assert received(runtime, "Fresh=") == []
+    assert remaining(runtime) == {"Fresh="}
+
+
+def test_SendFailsButCloseStillHappens(stack):
+    runtime = stack(
+        [{"service": "apigatewaymanagementapi", "operation": "PostToConnection", "error": "InternalServerError"}]
+    )
+    join(runtime, ("Idle=", "listener"))
+    runtime.clock.advance(130)
+
+    result = runtime.run("IdleSweep", {})
+
+    notify = [row for row in result.trace().rows if row.name == "Tell the client it timed out"]
+    assert [row.status for row in notify] == ["caught"]
+    assert not is_open(runtime, "Idle=")
+    assert remaining(runtime) == set()
+
+
+def test_GoneOnCloseCountsAsClosed(stack, capsys):
+    runtime = stack()
+    join(runtime, ("Left=", "speaker"))
+    runtime.connections.disconnect("Left=")  # the client went away; its $disconnect never arrived
+    runtime.clock.advance(130)
+
+    result = runtime.run("IdleSweep", {})
+
+    closes = [row for row in result.trace().rows if row.name == "Close the connection"]
+    assert [row.status for row in closes] == ["succeeded"]
+    assert closes[0].output["close"]["Payload"]["closed"] == "gone"
+    assert remaining(runtime) == set()
+    timeouts = [d for d in emf(capsys.readouterr().out) if "ConnectionTimeout" in d]
+    assert [(d["Role"], d["Reason"]) for d in timeouts] == [("speaker", "already_gone")]
+
+
+def test_CleanupIsTriggered(stack):
+    runtime = stack()
+    join(runtime, ("Idle=", "listener"))
+    runtime.clock.advance(130)
+
+    runtime.run("IdleSweep", {})
+
+    cleanup = runtime.template.state_machine("DisconnectCleanup").arn
+    executions = runtime.client("stepfunctions").list_executions(stateMachineArn=cleanup)["executions"]
+    (execution,) = executions
+    described = runtime.wait(execution["executionArn"])
+    assert described.status == "SUCCEEDED"
+    assert (
+        json.loads(runtime.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])["input"])[
+            "reason"
+        ]
+        == "idleTimeout"
+    )
+
+
+def test_ConnectedAtIsTheFallbackForConnectionsStoredBeforeTheIndex(stack):
+    runtime = stack()
+    runtime.connections.connect("Old=")
+    runtime.client("dynamodb").put_item(
+        TableName="ConnectionsTable",
+        Item={
+            "connectionId": {"S": "Old="},
+            "sessionId": {"S": "town-hall"},
+            "role": {"S": "listener"},
+            "connectedAt": {"N": str(int(runtime.clock.now() * 1000))},
+        },
+    )
+    runtime.clock.advance(130)
+
+    before = runtime.run("IdleSweep", {})
+    backfill = runtime.invoke("IdleSweepFunction", {"action": "backfill"}).payload
+    after = runtime.run("IdleSweep", {})
+
+    assert before.status == after.status == "SUCCEEDED"
+    assert backfill == {"indexed": 1, "pages": 1}
+    assert remaining(runtime) == set()
+    assert received(runtime, "Old=")[0]["idleSeconds"] == 130
+
+
+def test_ExactlyAtTheThresholdIsNotClosed(stack):
+    runtime = stack()
+    join(runtime, ("AtLimit=", "listener"))
+    runtime.clock.advance(120)
+
+    runtime.run("IdleSweep", {})
+    assert remaining(runtime) == {"AtLimit="}
+
+    runtime.clock.advance(1)
+    runtime.run("IdleSweep", {})
+    assert remaining(runtime) == set()
+
+
+def test_CustomTimeoutFromTheParameter(stack):
+    runtime = stack(parameters={"ConnectionIdleTimeoutSeconds": "300"})
+    join(runtime, ("Idle=", "listener"))
+    runtime.clock.advance(200)
+
+    runtime.run("IdleSweep", {})
+    assert remaining(runtime) == {"Idle="}
+
+    runtime.clock.advance(101)
+    runtime.run("IdleSweep", {})
+    assert remaining(runtime) == set()
+
+
+def test_MetricsAreEmittedWithTheirDimensions(stack, capsys):
+    runtime = stack()
+    join(runtime, ("L1=", "listener"), ("L2=", "listener"), ("S1=", "speaker"))
+    runtime.clock.advance(60)
+    join(runtime, ("Fresh=", "listener"))
+    runtime.clock.advance(70)
+
+    runtime.run("IdleSweep", {})
+
+    documents = emf(capsys.readouterr().out)
+    timeouts = sorted((d["Role"], d["Reason"]) for d in documents if "ConnectionTimeout" in d)
+    assert timeouts == [("listener", "idle"), ("listener", "idle"), ("speaker", "idle")]
+    dimensions = next(d for d in documents if "ConnectionTimeout" in d)["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert {"Role", "Reason"} <= set(dimensions[0])  # plus Powertools' service
+
+    def total(name: str) -> float:
+        return sum(sum(d[name]) if isinstance(d[name], list) else d[name] for d in documents if name in d)
+
+    assert total("IdleConnectionsDetected") == 3
+    assert total("ConnectionsChecked") == 3  # the index returns idle connections only: Fresh= is never read
+    assert total("ConnectionsClosed") == 3
+    assert any("SweepDurationMs" in d for d in documents)
+
+
+def test_TwoSchedulesDuringASweepMakeOneSweep(stack):
+    runtime = stack()
+    join(runtime, ("Idle=", "listener"))
+    runtime.clock.advance(130)
+    overlapping: list[Any] = []
+    # While the first sweep is in its Map, the schedule fires twice more.
+    runtime.faults.add(
+        {
+            "service": "dynamodb",
+            "operation": "UpdateItem",
+            "resource": "ConnectionsTable",
+            "count": 1,
+            "before": lambda: overlapping.extend([runtime.run("IdleSweep", {}), runtime.run("IdleSweep", {})]),
+        }
+    )
+
+    first = runtime.run("IdleSweep", {})
+
+    assert first.status == "SUCCEEDED"
+    assert [run.status for run in overlapping] == ["SUCCEEDED", "SUCCEEDED"]
+    for run in overlapping:
+        assert [row.name for row in run.trace().rows][-1] == "Another sweep is running"
+    assert len(received(runtime, "Idle=")) == 1  # notified and closed once
+    assert runtime.items("LocksTable") == []  # released at the end
+
+
+def test_ALockLeftByACrashedSweepExpires(stack):
+    runtime = stack()
+    join(runtime, ("Idle=", "listener"))
+    runtime.clock.advance(130)
+    expires = int(runtime.clock.now()) + 60
+    runtime.client("dynamodb").put_item(
+        TableName="LocksTable",
+        Item={"name": {"S": "idle-sweep"}, "owner": {"S": "crashed"}, "expiresAt": {"N": str(expires)}},
+    )
+
+    blocked = runtime.run("IdleSweep", {})
+    runtime.clock.advance(61)
+    swept = runtime.run("IdleSweep", {})
+
+    assert [row.name for row in blocked.trace().rows][-1] == "Another sweep is running"
+    assert remaining(runtime) == set()
+    assert swept.status == "SUCCEEDED"
+
+
+def test_TheScheduleStartsASweepEveryMinute(stack):
+    runtime = stack()
+    join(runtime, ("Idle=", "listener"))
+
+    fired = runtime.advance(180)
+
+    assert len(fired) == 3
+    assert remaining(runtime) == set()
+
+
+def test_AConnectionActiveDuringTheSweepIsNotClosed(stack):
+    runtime = stack()
+    join(runtime, ("Busy=", "listener"))
+    runtime.clock.advance(130)
+
+    def ping() -> None:
+        event = {
+            "requestContext": {"routeKey": "$default", "connectionId": "Busy=", "requestId": "p"},
+            "body": '{"action": "ping"}',
+        }
+        runtime.invoke("DefaultRouteFunction", event)
+
+    # The client pings after the sweep read its page, before the sweep acts on it.
+    runtime.faults.add(
+        {"service": "dynamodb", "operation": "UpdateItem", "resource": "ConnectionsTable", "count": 1, "before": ping}
+    )
+
+    result = runtime.run("IdleSweep", {})
+
+    assert "Active again: leave it open" in [row.name for row in result.trace().rows]
+    assert is_open(runtime, "Busy=")
+    assert received(runtime, "Busy=") == []
+    assert remaining(runtime) == {"Busy="}
+
+
+def test_TenThousandConnectionsFiftyIdleReadsOnlyTheIdle(stack):
+    runtime = stack()
+    now_ms = int(runtime.clock.now() * 1000)
+    ddb = runtime.client("dynamodb")
+    items = []
+    for n in range(10_000):
+        connection_id = f"C{n:05d}="
+        idle = n % 200 == 0
+        last = now_ms - (600_000 if idle else 10_000)
+        items.append(
+            {
+                "PutRequest": {
+                    "Item": {
+                        "connectionId": {"S": connection_id},
+                        "sessionId": {"S": f"s{n % 50}"},
+                        "role": {"S": "listener"},
+                        "connectedAt": {"N": str(last)},
+                        "lastActivityTime": {"N": str(last)},
+                        "idleShard": {"S": idle_shard(connection_id, 4)},
+                    }
+                }
+            }
+        )
+        if idle:
+            runtime.connections.connect(connection_id)
+    for start in range(0, len(items), 25):
+        ddb.batch_write_item(RequestItems={"ConnectionsTable": items[start : start + 25]})
+    reads_before = runtime.requests[("dynamodb", "Query")]
+    scans_before = runtime.requests[("dynamodb", "Scan")]
+
+    result = runtime.run("IdleSweep", {})
+    scans = runtime.requests[("dynamodb", "Scan")] - scans_before
+
+    assert result.status == "SUCCEEDED"
+    assert len(remaining(runtime)) == 9_950
+    pages = [row for row in result.trace().rows if row.name == "Read a page of idle connections"]
+    read = sum(len(row.output["page"]["connections"]) for row in pages)
+    assert read == 50
+    assert runtime.requests[("dynamodb", "Query")] - reads_before == len(pages) == 4  # one page per shard
+    assert scans == 0
+
+
+def test_ALargeSweepContinuesAsANewExecution(stack):
+    runtime = stack(parameters={"IdleSweepPageSize": "2", "IdleSweepPagesPerExecution": "2"})
+    join(runtime, *[(f"L{n}=", "listener") for n in range(12)])
+    runtime.clock.advance(130)
+
+    first = runtime.run("IdleSweep", {})
+
+    assert [row.name for row in first.trace().rows][-1] == "Continue as a new execution"
+    arn = runtime.template.state_machine("IdleSweep").arn
+    finished: set[str] = set()
+    while True:  # each continuation may start the next one
+        executions = runtime.client("stepfunctions").list_executions(stateMachineArn=arn)["executions"]
+        pending = [e["executionArn"] for e in executions if e["executionArn"] not in finished]
+        if not pending:
+            break
+        for execution_arn in pending:
+            assert runtime.wait(execution_arn).status == "SUCCEEDED"
+            finished.add(execution_arn)
+    assert len(finished) == 4  # 12 idle, 2 per page, 4 shards' worth of pages, 2 pages per execution
+    assert remaining(runtime) == set()
+    assert runtime.items("LocksTable") == []
