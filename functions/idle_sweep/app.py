@@ -58,7 +58,8 @@ def _timeout_metric(role: str, reason: str) -> None:
 def _begin(event: dict[str, Any], now: float) -> dict[str, Any]:
     policy = _policy()
     # A scheduled start has no input; a continuation carries the lock, the cutoff and the cursor.
-    continuation = event.get("continuation") if isinstance(event.get("continuation"), dict) else {}
+    given = event.get("continuation")
+    continuation: dict[str, Any] = given if isinstance(given, dict) else {}
     owner = str(continuation.get("lockOwner") or event["executionName"])
     continuing = bool(continuation.get("lockOwner"))
     taken = begin(

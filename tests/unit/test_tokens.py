@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, cast
 
 import jwt
 import pytest
@@ -40,6 +40,7 @@ POLICY = TokenPolicy(
 )
 ISSUER = POLICY.cognito_issuer
 KEY = SigningKey(kid="v1", key=b"k" * 48)
+LISTENER_GROUPS: dict[str, Any] = {"cognito:groups": ["listener"]}
 
 
 class Clock:
@@ -188,7 +189,7 @@ def _forged_hs256_with_public_key() -> str:
 def _unsigned() -> str:
     return jwt.encode(
         {"iss": ISSUER, "sub": "m", "jti": "x", "iat": int(NOW), "exp": int(NOW) + 60, "aud": "client-a"},
-        key=None,
+        key=cast("Any", None),  # an unsigned token: PyJWT's "none" takes no key
         algorithm="none",
     )
 
@@ -209,7 +210,7 @@ def _unsigned() -> str:
         pytest.param(lambda: cognito(kid="k9"), "unknown signing key", id="unknown-kid"),
         pytest.param(lambda: cognito(drop=("jti",)), "missing claim jti", id="missing-jti"),
         pytest.param(lambda: cognito(exp="tomorrow"), "malformed claim exp", id="exp-not-a-number"),
-        pytest.param(lambda: cognito(**{"cognito:groups": ["listener"]}), "speaker role", id="not-a-speaker"),
+        pytest.param(lambda: cognito(**LISTENER_GROUPS), "speaker role", id="not-a-speaker"),
         pytest.param(lambda: breakwater(aud="someone-else"), "wrong audience", id="breakwater-wrong-audience"),
         pytest.param(lambda: breakwater(exp=int(NOW) - 60), "token expired", id="breakwater-expired"),
         pytest.param(lambda: "a.b", "malformed token", id="two-parts"),
