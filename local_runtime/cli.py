@@ -219,7 +219,13 @@ def demo(
 
     delivery_html = html.with_name(html.stem + "-delivery" + html.suffix)
     survived = delivery_demo(console, delivery_html)
-    if not (result.succeeded and timed.succeeded and survived):
+    console.rule("Cognito goes down: speakers are refused, anonymous listeners still get in (the real template)")
+    from local_runtime.demo import admission_demo, idle_demo
+
+    degraded = admission_demo(console)
+    console.rule("An idle listener is timed out by the scheduled IdleSweep (the real template)")
+    swept = idle_demo(console)
+    if not (result.succeeded and timed.succeeded and survived and degraded and swept):
         raise typer.Exit(1)
     console.print(f"\nReplay the timeline with [bold]bw trace {result.name}[/], open [bold]{html}[/] in a browser.")
 

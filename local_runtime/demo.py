@@ -111,3 +111,96 @@ def delivery_demo(console: Console, html: Path | None = None) -> bool:
             for listener in LISTENERS
         )
         return delivered and _breaker(runtime) == "CLOSED" and not runtime.items("OutboxTable")
+
+
+def _connect(runtime: LocalRuntime, connection_id: str, role: str, token: str | None) -> tuple[int, str]:
+    headers = {"x-correlation-id": f"demo-{connection_id}"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    event = {
+        "requestContext": {"routeKey": "$connect", "connectionId": connection_id, "requestId": f"demo-{connection_id}"},
+        "headers": headers,
+        "queryStringParameters": {"role": role, "tenant": "acme", "session": SESSION},
+    }
+    answer = runtime.invoke("ConnectFunction", event).payload
+    if answer["statusCode"] == 200:
+        runtime.connections.connect(connection_id)
+        return 200, "admitted"
+    return int(answer["statusCode"]), str(json.loads(answer["body"])["error"]["code"])
+
+
+def admission_demo(console: Console) -> bool:
+    """A Cognito outage: speakers are refused (503), anonymous listeners still get in (seed 002)."""
+    data = TEMPLATE.parent / "events" / "local_data.yaml"
+    with LocalRuntime(TEMPLATE, seed=7, data=data) as runtime:
+        outage = {"name": "cognito-down", "service": "cognito-idp", "error": "InternalErrorException", "status": 500}
+        runtime.faults.add(outage)
+        console.print("[red]Cognito is down[/] (its JWKS cannot be fetched); clients connect to session town-hall.")
+        table = Table(title="$connect during the outage", title_justify="left", header_style="bold")
+        for column in ("Client", "Role", "Token", "Status", "Code"):
+            table.add_column(column)
+        attempts = [("Spk1=", "speaker", runtime.cognito_token()), ("Ana=", "listener", None)]
+        during = [(cid, role, token, *_connect(runtime, cid, role, token)) for cid, role, token in attempts]
+        for cid, role, token, status, code in during:
+            table.add_row(cid, role, "Cognito" if token else "-", str(status), code)
+        console.print(table)
+        refused = runtime.run(
+            "AuthorizeConnection",
+            {
+                "connectionId": "Spk2=",
+                "role": "speaker",
+                "tenantHint": "acme",
+                "sessionId": SESSION,
+                "token": runtime.cognito_token(),
+                "sourceIp": "203.0.113.10",
+                "correlationId": "demo-refused-speaker",
+                "connectedAt": int(runtime.clock.now() * 1000),
+                "expiresAt": int(runtime.clock.now()) + 10_800,
+                "idleShard": "0",
+            },
+        )
+        console.print("AuthorizeConnection for a speaker during the outage:")
+        refused.trace().render(console)
+        runtime.faults.clear()
+        runtime.clock.advance(61)
+        status, code = _connect(runtime, "Spk3=", "speaker", runtime.cognito_token())
+        console.print(f"[green]Cognito recovers[/]; a minute later a speaker connects: {status} {code}.")
+        ok = [status for *_, status, _ in during] == [503, 200] and status == 200
+        return ok and refused.output["code"] == "SERVICE_UNAVAILABLE"
+
+
+def idle_demo(console: Console) -> bool:
+    """An idle listener is told, then closed, by the scheduled sweep; an active one is left alone."""
+    data = TEMPLATE.parent / "events" / "local_data.yaml"
+    with LocalRuntime(TEMPLATE, seed=7, data=data) as runtime:
+        for listener in ("Idle=", "Busy="):
+            _connect(runtime, listener, "listener", None)
+        console.print("Two listeners connect; [bold]Busy=[/] pings every 50 s, [bold]Idle=[/] says nothing.")
+        for _ in range(3):
+            runtime.advance(50)
+            _ping(runtime, "Busy=")
+        sweeps = [fired for fired in runtime.advance(40) if isinstance(fired, ExecutionResult)]
+        table = Table(title="After 190 s and three scheduled sweeps", title_justify="left", header_style="bold")
+        for column in ("Listener", "Open", "Frames received"):
+            table.add_column(column)
+        for listener in ("Idle=", "Busy="):
+            found = runtime.connections.find(listener)
+            frames = [str(m.get("type")) for m in runtime.connections.received(listener) if isinstance(m, dict)]
+            table.add_row(listener, "yes" if found and found.open else "no", ", ".join(frames) or "-")
+        console.print(table)
+        closing = next((s for s in sweeps if "Close the connection" in [r.name for r in s.trace().rows]), None)
+        if closing is None:
+            closing = next(
+                (s for s in _sweeps(runtime) if "Close the connection" in [r.name for r in s.trace().rows]), None
+            )
+        if closing is not None:
+            console.print("The IdleSweep execution that closed it:")
+            closing.trace().render(console)
+        idle, busy = runtime.connections.find("Idle="), runtime.connections.find("Busy=")
+        return bool(idle and not idle.open and busy and busy.open and closing is not None)
+
+
+def _sweeps(runtime: LocalRuntime) -> list[ExecutionResult]:
+    arn = runtime.template.state_machine("IdleSweep").arn
+    executions = runtime.client("stepfunctions").list_executions(stateMachineArn=arn)["executions"]
+    return [runtime.wait(execution["executionArn"]) for execution in executions]

@@ -120,6 +120,12 @@ def test_demo_runs_a_workflow_with_an_injected_fault(cli, tmp_path):
     assert "After recovery: breaker CLOSED, Outbox drained in order" in result.output
     assert result.output.count("1, 2, 3") == 3
     assert (tmp_path / "demo-delivery.html").is_file()
+    # Part three: a Cognito outage refuses speakers (503) and admits anonymous listeners.
+    assert "Spk1=  │ speaker  │ Cognito │ 503    │ SERVICE_UNAVAILABLE" in result.output
+    assert "Ana=   │ listener │ -       │ 200    │ admitted" in result.output
+    # Part four: the idle listener is told and closed; the busy one stays.
+    assert "Idle=    │ no   │ connectionTimeout" in result.output
+    assert "Busy=    │ yes  │ -" in result.output
 
 
 MAIN_TEMPLATE = str(Path(__file__).resolve().parents[2] / "template.yaml")
