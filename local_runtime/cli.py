@@ -39,6 +39,9 @@ FIXTURE_APP = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "a
 TemplateOption = Annotated[Path, typer.Option("--template", "-t", help="SAM template to run.")]
 ParamOption = Annotated[list[str] | None, typer.Option("--param", "-p", help="Parameter override K=V (repeatable).")]
 EventOption = Annotated[str | None, typer.Option("--event", "-e", help="Event JSON file, or - for stdin.")]
+DataOption = Annotated[
+    list[Path] | None, typer.Option("--data", help="More stack data to load (YAML, like events/local_data.yaml).")
+]
 
 
 def _parameters(values: list[str] | None) -> dict[str, str]:
@@ -92,14 +95,15 @@ def load_execution(ref: str, store: Path = STORE) -> ExecutionResult:
     return ExecutionResult.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
-def _persistence(template: Path) -> dict[str, Any]:
+def _persistence(template: Path, extra_data: list[Path] | None = None) -> dict[str, Any]:
     """Breaker state outlives one command, as the real table outlives one invocation; stack data is loaded."""
     from local_runtime.template import LocalTemplate
 
     options: dict[str, Any] = {}
     # What the deployment would already hold (tenant configs, revoked token ids), if the app ships it.
-    data = template.resolve().parent / STACK_DATA
-    if data.is_file():
+    default = template.resolve().parent / STACK_DATA
+    data = ([default] if default.is_file() else []) + list(extra_data or [])
+    if data:
         options["data"] = data
     try:
         tables = LocalTemplate.load(template).of_type("AWS::DynamoDB::Table")
@@ -123,11 +127,12 @@ def invoke(
     event: EventOption = None,
     template: TemplateOption = Path("template.yaml"),
     param: ParamOption = None,
+    data: DataOption = None,
 ) -> None:
     """Run one handler in-process (the offline ``sam local invoke``); prints its return value."""
     payload = _event(event)
     try:
-        with LocalRuntime(template, parameters=_parameters(param), **_persistence(template)) as runtime:
+        with LocalRuntime(template, parameters=_parameters(param), **_persistence(template, data)) as runtime:
             invocation = runtime.invoke(function, payload)
     except TemplateError as exc:
         _fail(str(exc))
@@ -147,12 +152,13 @@ def run(
     faults: Annotated[Path | None, typer.Option("--faults", "-f", help="Fault rules (YAML/JSON).")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML trace here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for jitter and fault probabilities.")] = 0,
+    data: DataOption = None,
 ) -> None:
     """Start an execution, wait for it, print its timeline. Exits 1 unless it SUCCEEDED."""
     payload = _event(event)
     try:
         with LocalRuntime(
-            template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template)
+            template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
         ) as runtime:
             result = runtime.run(state_machine, payload)
     except (TemplateError, ValueError, FileNotFoundError) as exc:

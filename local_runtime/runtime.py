@@ -144,7 +144,7 @@ class LocalRuntime:
         region: str = "us-east-1",
         state_dir: str | Path | None = None,
         persist_tables: Iterable[str] = (),
-        data: str | Path | None = None,
+        data: str | Path | Iterable[str | Path] | None = None,
     ) -> None:
         self.template_path = Path(template)
         self.parameters = dict(parameters or {})
@@ -160,7 +160,7 @@ class LocalRuntime:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.persist_tables = tuple(persist_tables)
         #: Objects and items a deployment would already hold (see :func:`load_stack_data`).
-        self.data_path = Path(data) if data is not None else None
+        self.data_paths = [Path(data)] if isinstance(data, (str, Path)) else [Path(p) for p in data or ()]
         self.template: LocalTemplate
         self.functions: dict[str, LocalFunction] = {}
         self._mock: Any = None
@@ -245,8 +245,8 @@ class LocalRuntime:
         self._create_state_machines()
         self._create_schedules()
         self._load_tables()
-        if self.data_path is not None:
-            self._load_data(self.data_path)
+        for path in self.data_paths:
+            self._load_data(path)
         self._next_fire = {
             spec.name: self.clock.now() + period
             for spec in self.template.schedules
@@ -338,8 +338,10 @@ class LocalRuntime:
     def _load_data(self, path: Path) -> None:
         """Load a stack-data file: S3 objects per bucket and DynamoDB items per table, by logical id.
 
-        ``s3: {Bucket: {key: file relative to the data file}}`` and
-        ``dynamodb: {Table: [item, ...]}`` (plain JSON items).
+        ``s3: {Bucket: {key: file relative to the data file}}``,
+        ``dynamodb: {Table: [item, ...]}`` (plain JSON items; a string ``"now-<s>"`` in
+        a ``*Time``/``*At`` attribute is the virtual clock minus s, in epoch ms) and
+        ``websockets: [connection id, ...]`` (clients with an open socket).
         """
         import yaml
         from boto3.dynamodb.types import TypeSerializer
@@ -351,9 +353,16 @@ class LocalRuntime:
             for key, source in (objects or {}).items():
                 s3.put_object(Bucket=name, Key=key, Body=(path.parent / source).read_bytes())
         ddb, serializer = self.client("dynamodb"), TypeSerializer()
+        now_ms = int(self.clock.now() * 1000)
         for table, items in (spec.get("dynamodb") or {}).items():
             for item in items or []:
-                ddb.put_item(TableName=table, Item={k: serializer.serialize(v) for k, v in item.items()})
+                resolved = {
+                    k: now_ms - int(v[4:]) * 1000 if isinstance(v, str) and v.startswith("now-") else v
+                    for k, v in item.items()
+                }
+                ddb.put_item(TableName=table, Item={k: serializer.serialize(v) for k, v in resolved.items()})
+        for connection_id in spec.get("websockets") or []:
+            self.connections.connect(str(connection_id))
 
     def _generated_secret(self, logical_id: str, spec: Mapping[str, Any]) -> str:
         """GenerateSecretString as CloudFormation does it (the template's JSON plus one

@@ -187,3 +187,16 @@ def test_token_fills_an_event(cli):
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["headers"]["Authorization"].startswith("Bearer ey")
+
+
+def test_run_idle_sweep_shows_the_map_of_notify_close_and_cleanup(cli):
+    template = str(REAL / "template.yaml")
+    data = str(REAL / "events" / "idle_sweep" / "idle_connections.yaml")
+
+    result = cli(
+        "run", "IdleSweep", "-e", str(REAL / "events" / "idle_sweep" / "scheduled.json"), "-t", template, "--data", data
+    )
+
+    assert result.exit_code == 0, result.output
+    for state in ("Still idle?", "Tell the client it timed out", "Close the connection", "Clean up", "Finish sweep"):
+        assert state in result.output
