@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from drain import drain_outbox
 
-from resilience.activity import ActivityPolicy, touch
+from resilience.activity import ActivityPolicy, ActivityRecorder
 from resilience.breaker import CircuitBreaker
 from resilience.clients import default_clients, error_code, translate_errors
 from resilience.errors import BreakwaterError
@@ -28,7 +28,7 @@ SUPPORTED_ACTIONS = ("sendMessage", "ping")
 _logger = default_observability().logger
 _metrics = default_observability().metrics
 _clients = default_clients()
-_activity = ActivityPolicy.from_env()
+_activity = ActivityRecorder(_clients.dynamodb(), os.environ["BW_CONNECTIONS_TABLE"], ActivityPolicy.from_env())
 # The same breaker (the same item) as message delivery: one view of API Gateway's health.
 _breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients.dynamodb())
 
@@ -87,7 +87,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     clients = _clients
     if kind == "ping":
         now_ms = int(time.time() * 1000)
-        if touch(clients.dynamodb(), os.environ["BW_CONNECTIONS_TABLE"], connection_id, now_ms, _activity) == "gone":
+        if _activity.touch(connection_id, now_ms) == "gone":
             # A ping from a connection that was already cleaned up must not resurrect it.
             return {"statusCode": 200}
         try:

@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 from ulid import ULID
 
-from resilience.activity import ActivityPolicy, touch
+from resilience.activity import ActivityPolicy, ActivityRecorder
 from resilience.clients import default_clients, translate_errors
 from resilience.errors import (
     BreakwaterError,
@@ -87,7 +87,7 @@ def sender_of(connection_id: str, session_id: str) -> dict[str, str]:
 
 
 _limiter: RateLimiter | None = None
-_activity = ActivityPolicy.from_env()
+_activity = ActivityRecorder(_clients.dynamodb(), os.environ["BW_CONNECTIONS_TABLE"], ActivityPolicy.from_env())
 
 
 def check_rate(subject: str, now: float) -> None:
@@ -158,7 +158,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         sender = sender_of(connection_id, message["sessionId"])
         # Sending is activity too (seed 001); bounded like pings, and never worth refusing a message over.
         try:
-            touch(_clients.dynamodb(), os.environ["BW_CONNECTIONS_TABLE"], connection_id, int(now * 1000), _activity)
+            _activity.touch(connection_id, int(now * 1000))
         except BreakwaterError:
             _logger.warning("activity not recorded")
         check_rate(sender["userId"] if sender["userId"] != "anonymous" else connection_id, now)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+import cachetools
 from botocore.exceptions import ClientError
 
 from resilience.clients import error_code, translate_errors
@@ -25,7 +28,7 @@ from resilience.settings import env_int
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["ActivityPolicy", "Touch", "idle_shard", "should_touch", "touch"]
+__all__ = ["ActivityPolicy", "ActivityRecorder", "Touch", "idle_shard", "should_touch", "touch"]
 
 
 def idle_shard(connection_id: str, shards: int) -> str:
@@ -93,3 +96,37 @@ def touch(dynamodb: DynamoDBClient, table: str, connection_id: str, now_ms: int,
             raise
         return "recent" if exc.response.get("Item") else "gone"
     return "touched"
+
+
+class ActivityRecorder:
+    """``touch`` with a memory: a warm container that moved (or saw) a connection's
+    lastActivityTime within the interval does not ask DynamoDB again — a conditional
+    write that fails still costs a write unit. Bounded: at most ``max_items``
+    connections, each forgotten after the interval."""
+
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        table: str,
+        policy: ActivityPolicy,
+        *,
+        max_items: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._dynamodb = dynamodb
+        self._table = table
+        self._policy = policy
+        self._recent: cachetools.TTLCache[str, bool] = cachetools.TTLCache(
+            maxsize=max_items, ttl=max(policy.touch_interval_seconds, 0.001), timer=clock
+        )
+        self._lock = threading.Lock()
+
+    def touch(self, connection_id: str, now_ms: int) -> Touch:
+        with self._lock:
+            if connection_id in self._recent:
+                return "recent"
+        outcome = touch(self._dynamodb, self._table, connection_id, now_ms, self._policy)
+        if outcome != "gone":
+            with self._lock:
+                self._recent[connection_id] = True
+        return outcome
