@@ -48,3 +48,22 @@ def test_when_the_table_cannot_answer_limiting_is_off(stack, fault):
 def test_a_policy_needs_a_positive_limit_and_window():
     with pytest.raises(ValueError, match="limit >= 1"):
         RateLimitPolicy(limit=0, window_seconds=10)
+
+
+def test_each_window_is_one_item_that_expires_two_windows_later(stack):
+    limiter(window=60).check("ip#1", 1_795_519_990.0)
+
+    (item,) = stack.items("RateLimitsTable")
+    assert item["subject"] == "ip#1#1795519980"
+    assert (item["requests"], item["expiresAt"]) == (1, 1_795_519_980 + 120)
+
+
+def test_a_corrupted_counter_turns_limiting_off_instead_of_refusing(stack):
+    stack.client("dynamodb").put_item(
+        TableName="RateLimitsTable",
+        Item={"subject": {"S": "ip#1#1795519980"}, "requests": {"S": "lots"}},
+    )
+
+    decision = limiter(limit=1).check("ip#1", 1_795_519_990.0)
+
+    assert (decision.enforced, decision.count) == (False, None)

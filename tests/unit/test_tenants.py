@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from botocore.exceptions import ClientError, IncompleteReadError, ReadTimeoutError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resilience.clients import Clients, ClientSettings
 from resilience.errors import TenantRejectedError
-from resilience.tenants import MAPPING_KEY, TenantDirectory, config_key
+from resilience.tenants import MAPPING_KEY, TenantAdmission, TenantDirectory, config_key
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "tenantconfigbucket"
@@ -113,3 +119,128 @@ def test_the_sample_tenant_configs_are_valid(path):
     from resilience.tenants import validate_config
 
     validate_config(json.loads(path.read_text()))
+
+
+# -- the object body can fail after the response ------------------------------------------------
+
+
+class _BrokenBody:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self, amount: int | None = None) -> bytes:
+        raise self.error
+
+
+class _BodyFails:
+    """The real (moto) S3 client, but every object body fails while streaming."""
+
+    def __init__(self, s3: Any, error: Exception) -> None:
+        self.s3, self.error, self.failing = s3, error, False
+
+    def get_object(self, **kwargs: Any) -> Any:
+        response = self.s3.get_object(**kwargs)
+        if self.failing:
+            response["Body"] = _BrokenBody(self.error)
+        return response
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ReadTimeoutError(endpoint_url="https://s3"), IncompleteReadError(actual_bytes=1, expected_bytes=9)],
+    ids=["read-timeout", "cut-short"],
+)
+def test_a_body_that_fails_while_streaming_is_an_outage_served_stale_then_rejected(stack, clock, error):
+    s3 = _BodyFails(Clients(settings=ClientSettings(max_attempts=1)).s3(), error)
+    tenants = TenantDirectory(cast("Any", s3), BUCKET, clock=clock)
+    tenants.admit("acme", token_tenant=None, anonymous=True)
+    s3.failing = True
+
+    clock.now += 601  # the objects are stale: the read fails, the stale copy answers
+    assert tenants.admit("acme", token_tenant=None, anonymous=True).tenant_id == "acme"
+    with pytest.raises(TenantRejectedError, match="cannot be verified"):
+        TenantDirectory(cast("Any", s3), BUCKET, clock=clock).admit("acme", token_tenant=None, anonymous=True)
+
+
+# -- malformed configuration: a clear rejection, never a crash, never an admission ---------------
+
+
+class _MemoryS3:
+    """Just enough of an S3 client: objects in a dict, NoSuchKey otherwise."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "no"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+def memory_directory(config: bytes, clock) -> TenantDirectory:
+    objects = {MAPPING_KEY: json.dumps({"acme": "acme"}).encode(), config_key("acme"): config}
+    return TenantDirectory(cast("Any", _MemoryS3(objects)), BUCKET, clock=clock)
+
+
+def test_a_config_nested_too_deep_to_parse_is_a_clear_rejection(clock):
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    with pytest.raises(TenantRejectedError, match="TENANT_CONFIG_INVALID"):
+        memory_directory(deep, clock).admit("acme", token_tenant=None, anonymous=False)
+
+
+def test_an_oversized_config_is_a_clear_rejection(clock):
+    with pytest.raises(TenantRejectedError, match=r"TENANT_CONFIG_INVALID: .* too large"):
+        memory_directory(b" " * 300_000, clock).admit("acme", token_tenant=None, anonymous=False)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+_almost_configs = st.fixed_dictionaries(
+    {},
+    optional={
+        "tenantId": st.sampled_from(["acme", "other", ""]) | _json,
+        "enabled": st.booleans() | _json,
+        "allowAnonymousListeners": st.booleans() | _json,
+        "maxListenersPerSession": st.integers(min_value=-5, max_value=200_000) | _json,
+        "allowedOrigins": st.lists(st.sampled_from(["https://a.example", "not a uri", ""]), max_size=3) | _json,
+        "extra": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        _almost_configs.map(lambda d: json.dumps(d).encode()),
+        _json.map(lambda v: json.dumps(v).encode()),
+        st.binary(max_size=200),
+    ),
+    st.booleans(),
+)
+def test_any_config_object_is_either_a_valid_admitting_config_or_a_rejection(document, anonymous):
+    from tests.conftest import FakeClock
+
+    try:
+        admission = memory_directory(document, FakeClock()).admit("acme", token_tenant=None, anonymous=anonymous)
+    except TenantRejectedError:
+        return
+    assert isinstance(admission, TenantAdmission)
+    config = json.loads(document)
+    assert config["tenantId"] == "acme"
+    assert config["enabled"] is True
+    assert not anonymous or config["allowAnonymousListeners"] is True
+
+
+def test_rejections_do_not_log_or_echo_the_tenant_hint_as_a_tenant(clock, caplog):
+    caplog.set_level(logging.DEBUG)
+    hint = "evil.example.com<script>"
+
+    with pytest.raises(TenantRejectedError) as refused:
+        memory_directory(b"{}", clock).admit(hint, token_tenant=None, anonymous=True)
+
+    assert hint not in str(refused.value)
+    assert hint not in caplog.text

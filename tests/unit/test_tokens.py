@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import io
 import json
+import logging
+import ssl
+import urllib.error
+import urllib.request
+from email.message import Message
 from typing import Any, cast
 
 import jwt
@@ -13,11 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resilience.breaker import CircuitBreaker, MemoryBreakerStore
+from resilience.breaker.config import BreakerPolicy
 from resilience.errors import (
+    BreakwaterError,
     CircuitOpenError,
     DependencyUnavailableError,
     JwtKeyError,
+    RetryableError,
     ServiceTimeoutError,
+    ThrottledError,
     TokenInvalidError,
 )
 from resilience.tokens import (
@@ -26,7 +38,10 @@ from resilience.tokens import (
     SigningKey,
     TokenPolicy,
     TokenVerifier,
+    cognito_fetch_timeout,
+    fetch_url,
     issue_token,
+    parse_jwks,
     token_shape,
 )
 
@@ -85,18 +100,26 @@ class Jwks:
 
 
 class Keys:
-    def __init__(self, key: SigningKey | None = KEY) -> None:
+    """A fake key ring: the current key (None: Secrets Manager is down) and the previous versions."""
+
+    def __init__(self, key: SigningKey | None = KEY, *previous: SigningKey) -> None:
         self.key = key
+        self.previous = previous
 
     def current(self) -> SigningKey:
+        return self.accepted()[0]
+
+    def accepted(self) -> tuple[SigningKey, ...]:
         if self.key is None:
             raise JwtKeyError("the signing key is unavailable")
-        return self.key
+        return (self.key, *self.previous)
 
 
-def verifier(fetch: Jwks | None = None, keys: Keys | None = None, clock: Clock | None = None) -> TokenVerifier:
+def verifier(
+    fetch: Jwks | None = None, keys: Keys | None = None, clock: Clock | None = None, breaker: Any = None
+) -> TokenVerifier:
     clock = clock or Clock()
-    cache = JwksCache(POLICY, fetch=fetch or Jwks(), clock=clock)
+    cache = JwksCache(POLICY, fetch=fetch or Jwks(), clock=clock, timeout=3.0, breaker=breaker)
     return TokenVerifier(POLICY, jwks=cache, signing_keys=keys or Keys(), clock=clock)
 
 
@@ -325,5 +348,294 @@ def test_breakwater_tokens_carry_the_service_audience():
     )
 )
 def test_fuzzed_tokens_are_only_ever_refused_as_invalid(raw):
+    with pytest.raises(TokenInvalidError):
+        verifier().verify(raw, role="speaker")
+
+
+# -- time claims -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", float("nan")),
+        ("exp", float("inf")),
+        ("exp", 10**400),
+        ("exp", True),
+        ("iat", float("nan")),
+        ("iat", -1),
+        ("nbf", float("-inf")),
+        ("nbf", "now"),
+    ],
+    ids=lambda v: repr(v)[:12],
+)
+def test_a_time_claim_that_is_not_a_plausible_epoch_is_malformed_even_when_signed(claim, value):
+    # JSON parsers accept NaN and Infinity; NaN compares false with everything, so "exp <= now" would never hold.
+    with pytest.raises(TokenInvalidError, match=f"malformed claim {claim}"):
+        verifier().verify(cognito(**{claim: value}))
+
+
+def test_the_leeway_applies_to_expiry_and_to_not_before():
+    assert verifier().verify(cognito(exp=int(NOW) - 29, iat=int(NOW) - 600)).subject == "alice"
+    assert verifier().verify(cognito(nbf=int(NOW) + 29, iat=int(NOW) + 29)).subject == "alice"
+
+
+# -- breakwater key rotation -------------------------------------------------------------------
+
+NEW_KEY = SigningKey(kid="v2", key=b"n" * 48)
+
+
+def test_during_a_rotation_tokens_of_the_previous_key_version_are_still_verified():
+    assert verifier(keys=Keys(NEW_KEY, KEY)).verify(breakwater(), role="speaker").subject == "bot"
+
+
+def test_the_kid_picks_the_version_so_a_token_claiming_an_old_kid_must_be_signed_with_that_key():
+    claims = jwt.decode(breakwater(), options={"verify_signature": False})
+    forged = jwt.encode(claims, NEW_KEY.key, algorithm="HS256", headers={"kid": KEY.kid})
+
+    with pytest.raises(TokenInvalidError, match="bad signature"):
+        verifier(keys=Keys(NEW_KEY, KEY)).verify(forged)
+
+
+def test_a_token_without_a_kid_is_verified_with_the_current_version_only():
+    claims = jwt.decode(breakwater(), options={"verify_signature": False})
+    old = jwt.encode(claims, KEY.key, algorithm="HS256")
+
+    assert verifier(keys=Keys(KEY)).verify(old).subject == "bot"
+    with pytest.raises(TokenInvalidError, match="bad signature"):
+        verifier(keys=Keys(NEW_KEY, KEY)).verify(old)
+
+
+# -- the JWKS download --------------------------------------------------------------------------
+
+URL = f"{ISSUER}/.well-known/jwks.json"
+
+
+class _Response(io.BytesIO):
+    def __enter__(self) -> _Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _http_error(status: int) -> urllib.error.HTTPError:
+    return urllib.error.HTTPError(URL, status, "error", Message(), io.BytesIO(b"{}"))
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        pytest.param(TimeoutError("timed out"), ServiceTimeoutError, id="read-timeout"),
+        pytest.param(urllib.error.URLError(TimeoutError("timed out")), ServiceTimeoutError, id="connect-timeout"),
+        pytest.param(urllib.error.URLError(ConnectionRefusedError()), RetryableError, id="refused"),
+        pytest.param(_http_error(429), ThrottledError, id="429"),
+        pytest.param(_http_error(500), RetryableError, id="500"),
+        pytest.param(_http_error(503), RetryableError, id="503"),
+        pytest.param(_http_error(403), DependencyUnavailableError, id="403-access-denied"),
+        pytest.param(_http_error(404), DependencyUnavailableError, id="404"),
+        pytest.param(ConnectionResetError(), RetryableError, id="reset"),
+        pytest.param(ssl.SSLError("bad record"), RetryableError, id="tls"),
+        pytest.param(http.client.IncompleteRead(b"{"), RetryableError, id="truncated"),
+    ],
+)
+def test_download_failures_become_the_taxonomy_chained_to_their_cause(monkeypatch, raised, expected):
+    def urlopen(url: str, timeout: float) -> Any:
+        raise raised
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+    with pytest.raises(BreakwaterError) as failed:
+        fetch_url(URL, 2.0)
+
+    assert type(failed.value) is expected
+    assert failed.value.__cause__ is raised
+
+
+def test_a_download_returns_the_body_and_passes_the_timeout(monkeypatch):
+    seen: list[tuple[str, float]] = []
+
+    def urlopen(url: str, timeout: float) -> _Response:
+        seen.append((url, timeout))
+        return _Response(b'{"keys": []}')
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+    assert fetch_url(URL, 2.5) == b'{"keys": []}'
+    assert seen == [(URL, 2.5)]
+
+
+def test_the_download_timeout_is_the_cognito_client_timeout_from_the_environment(monkeypatch):
+    assert cognito_fetch_timeout({}) == 3.0
+    assert cognito_fetch_timeout({"BW_COGNITO_CONNECT_TIMEOUT": "1", "BW_COGNITO_READ_TIMEOUT": "1.5"}) == 1.5
+    # urllib has one timeout for connecting and reading: the larger bounds both.
+    assert cognito_fetch_timeout({"BW_COGNITO_CONNECT_TIMEOUT": "4", "BW_COGNITO_READ_TIMEOUT": "1"}) == 4.0
+
+    monkeypatch.setenv("BW_COGNITO_READ_TIMEOUT", "1.25")
+    monkeypatch.setenv("BW_COGNITO_CONNECT_TIMEOUT", "0.5")
+    timeouts: list[float] = []
+    served = Jwks()
+
+    def fetch(url: str, timeout: float) -> bytes:
+        timeouts.append(timeout)
+        return served(url, timeout)
+
+    JwksCache(POLICY, fetch=fetch).key("k1")
+    assert timeouts == [1.25]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>", b"[]", b'{"keys": {}}', b'{"keys": [{"kty": "EC", "kid": "e1"}]}', b'{"keys": [{"kty": "RSA"}]}'],
+    ids=["html", "list", "keys-not-a-list", "no-rsa-keys", "no-kid"],
+)
+def test_a_key_set_that_cannot_be_used_is_a_dependency_error(body):
+    with pytest.raises(DependencyUnavailableError, match="malformed"):
+        parse_jwks(body)
+
+
+# -- the JWKS cache and the cognito.verifyJwt breaker -------------------------------------------
+
+
+def cognito_breaker(clock: Clock) -> CircuitBreaker:
+    policy = BreakerPolicy(failure_threshold=3, refresh_interval=0, recovery_timeout=30)
+    return CircuitBreaker("cognito.verifyJwt", MemoryBreakerStore(), policy, clock=clock)
+
+
+def test_cognito_timeouts_open_the_breaker_and_then_cognito_is_not_called_at_all():
+    clock = Clock()
+    fetch = Jwks(error=ServiceTimeoutError("down"))
+    check = verifier(fetch, clock=clock, breaker=cognito_breaker(clock))
+
+    for _ in range(3):
+        with pytest.raises(ServiceTimeoutError):
+            check.verify(cognito())
+        clock.now += 1
+    with pytest.raises(CircuitOpenError):
+        check.verify(cognito())
+
+    assert fetch.downloads == 3
+
+
+def test_an_open_breaker_is_answered_from_the_cached_key_set_within_its_bound():
+    clock = Clock()
+    fetch = Jwks()
+    breaker = cognito_breaker(clock)
+    jwks_cache = JwksCache(POLICY, fetch=fetch, clock=clock, timeout=3.0, breaker=breaker)
+    check = TokenVerifier(POLICY, jwks=jwks_cache, signing_keys=Keys(), clock=clock)
+    check.verify(cognito())
+    breaker.force_open()
+
+    clock.now += POLICY.jwks_ttl_seconds + 1
+    assert check.verify(cognito(iat=int(clock.now), exp=int(clock.now) + 60)).subject == "alice"
+    assert jwks_cache.cache.stats().stale_served == 1
+    assert fetch.downloads == 1  # the open breaker answered, not Cognito
+    clock.now += POLICY.jwks_max_stale_seconds
+    with pytest.raises(CircuitOpenError):
+        check.verify(cognito(iat=int(clock.now), exp=int(clock.now) + 60))
+
+
+def test_an_unknown_kid_while_cognito_is_down_is_a_dependency_error_not_a_refusal():
+    # Cognito may have rotated a key in: a kid it cannot check is not proof of forgery.
+    clock = Clock()
+    fetch = Jwks()
+    check = verifier(fetch, clock=clock)
+    check.verify(cognito())
+    fetch.error = ServiceTimeoutError("down")
+
+    clock.now += 61  # the key set is fresh; the refresh it triggers fails
+    with pytest.raises(ServiceTimeoutError):
+        check.verify(cognito(kid="k9", iat=int(clock.now), exp=int(clock.now) + 60))
+    clock.now += POLICY.jwks_ttl_seconds  # the key set is stale
+    with pytest.raises(DependencyUnavailableError):
+        check.verify(cognito(kid="k9", iat=int(clock.now), exp=int(clock.now) + 60))
+    # ...while the known key is still served from the stale set.
+    assert check.verify(cognito(iat=int(clock.now), exp=int(clock.now) + 60)).subject == "alice"
+
+
+def test_a_key_removed_from_the_pool_is_refused_after_the_next_download():
+    clock = Clock()
+    fetch = Jwks(body=jwks(("k1", RSA_KEY), ("k2", OTHER_RSA_KEY)))
+    check = verifier(fetch, clock=clock)
+    check.verify(cognito())
+    fetch.body = jwks(("k2", OTHER_RSA_KEY))
+
+    clock.now += POLICY.jwks_ttl_seconds
+    with pytest.raises(TokenInvalidError, match="unknown signing key"):
+        check.verify(cognito(iat=int(clock.now), exp=int(clock.now) + 60))
+
+
+# -- nothing secret leaks ------------------------------------------------------------------------
+
+
+def _messages(error: BaseException | None) -> list[str]:
+    found: list[str] = []
+    while error is not None:
+        found.append(str(error))
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def test_no_token_reaches_a_log_line_or_any_error_message_in_the_chain(caplog):
+    caplog.set_level(logging.DEBUG)
+    tokens = [
+        cognito(),
+        cognito(exp=0, iat=0),
+        cognito(key=OTHER_RSA_KEY),
+        cognito(**LISTENER_GROUPS),
+        breakwater(),
+        breakwater(aud="elsewhere"),
+        _unsigned(),
+        _forged_hs256_with_public_key(),
+        cognito()[:-5],
+    ]
+    check = verifier()
+    messages: list[str] = []
+    for raw in tokens:
+        try:
+            messages.append(repr(check.verify(raw, role="speaker")))
+        except BreakwaterError as error:
+            messages.extend(_messages(error))
+
+    text = "\n".join(messages) + caplog.text
+    for raw in tokens:
+        for part in filter(None, raw.split(".")):
+            assert part not in text
+
+
+def test_keys_are_not_in_reprs():
+    assert KEY.key.decode() not in repr(KEY)
+    assert "key=" not in repr(KEY)
+
+
+# -- structured fuzzing --------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+_headers = st.fixed_dictionaries(
+    {"alg": st.sampled_from(["RS256", "HS256", "none", "None", "HS512", "RS512", "ES256", "PS256", ""]) | _json_values},
+    optional={"kid": st.sampled_from(["k1", "v1", "k9", ""]) | _json_values, "typ": _json_values},
+)
+_claims = st.fixed_dictionaries(
+    {"iss": st.sampled_from([ISSUER, "breakwater:dev", f"{ISSUER}/", "Breakwater:dev"]) | _json_values},
+    optional=dict.fromkeys(
+        ("sub", "jti", "exp", "iat", "nbf", "aud", "client_id", "token_use", "cognito:groups", "roles"), _json_values
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_headers, _claims, st.binary(max_size=300))
+def test_structured_forgeries_for_either_issuer_are_only_ever_refused_as_invalid(header, claims, signature):
+    raw = ".".join((_b64(json.dumps(header).encode()), _b64(json.dumps(claims).encode()), _b64(signature)))
+
     with pytest.raises(TokenInvalidError):
         verifier().verify(raw, role="speaker")

@@ -2,7 +2,15 @@
 
 Modules (imported on demand, so a function pays only for what it uses at cold start):
 ``errors`` (the taxonomy, re-exported here), ``clients``, ``retry``, ``cache``,
-``breaker``, ``degradation``, ``health``, ``observability``.
+``breaker``, ``degradation``, ``health``, ``observability``, ``settings``,
+``timestamps``, ``activity``, and the admission path's:
+
+* ``tokens``: ``token_shape``, ``TokenPolicy``, ``TokenVerifier``, ``JwksCache``,
+  ``Identity``, ``SigningKey``, ``issue_token``, ``fetch_url``;
+* ``signing_keys``: ``SigningKeyProvider``, ``parse_signing_key(s)``;
+* ``blacklist``: ``TokenBlacklist``;
+* ``tenants``: ``TenantDirectory``, ``TenantAdmission``, ``validate_config``;
+* ``rate_limits``: ``RateLimiter``, ``RateLimitPolicy``, ``RateDecision``.
 """
 
 from __future__ import annotations

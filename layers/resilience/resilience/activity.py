@@ -6,7 +6,10 @@ hash of the connection id into ``shards`` partitions, so no single partition
 takes every write) with ``lastActivityTime`` (epoch ms) as its sort key.
 Activity writes are bounded: ``lastActivityTime`` moves at most once per
 ``touch_interval_seconds`` per connection, so a chatty client does not
-multiply writes; the sweeper's threshold allows for that lag.
+multiply writes. The stored time may therefore trail the client's real last
+frame by up to that interval, and the sweeper's cutoff (``idle_cutoff_ms``)
+allows for it: a connection is never closed before it has really been idle
+for ``idle_timeout_seconds``; at worst it is closed one interval later.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from resilience.settings import env_int
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["ActivityPolicy", "ActivityRecorder", "Touch", "idle_shard", "should_touch", "touch"]
+__all__ = ["ActivityPolicy", "ActivityRecorder", "Touch", "idle_cutoff_ms", "idle_shard", "should_touch", "touch"]
 
 
 def idle_shard(connection_id: str, shards: int) -> str:
@@ -67,6 +70,17 @@ def should_touch(last_activity_ms: int | None, now_ms: int, policy: ActivityPoli
     return last_activity_ms is None or now_ms - last_activity_ms >= policy.touch_interval_seconds * 1000
 
 
+def idle_cutoff_ms(now_ms: int, policy: ActivityPolicy) -> int:
+    """Connections whose stored lastActivityTime is before this are idle.
+
+    Not ``now - timeout``: a frame within ``touch_interval_seconds`` of the last
+    write is not stored, so a stored time that old only proves the client has
+    been silent for ``timeout`` once the interval is added too. Closing an
+    active client early is worse than closing an idle one an interval late.
+    """
+    return now_ms - (policy.idle_timeout_seconds + policy.touch_interval_seconds) * 1000
+
+
 Touch = Literal["touched", "recent", "gone"]
 
 
@@ -77,6 +91,13 @@ def touch(dynamodb: DynamoDBClient, table: str, connection_id: str, now_ms: int,
     needed, "gone" when the connection no longer exists (a frame from a client
     that was already cleaned up must not resurrect its item).
     """
+    return _touch(dynamodb, table, connection_id, now_ms, policy)[0]
+
+
+def _touch(
+    dynamodb: DynamoDBClient, table: str, connection_id: str, now_ms: int, policy: ActivityPolicy
+) -> tuple[Touch, int | None]:
+    """``touch``, and the lastActivityTime stored after it (None when gone)."""
     threshold = now_ms - policy.touch_interval_seconds * 1000
     try:
         with translate_errors("dynamodb", "UpdateItem"):
@@ -94,15 +115,21 @@ def touch(dynamodb: DynamoDBClient, table: str, connection_id: str, now_ms: int,
     except ClientError as exc:
         if error_code(exc) != "ConditionalCheckFailedException":
             raise
-        return "recent" if exc.response.get("Item") else "gone"
-    return "touched"
+        item = exc.response.get("Item")
+        if not isinstance(item, dict) or not item:
+            return "gone", None
+        stored = item.get("lastActivityTime")
+        return "recent", int(stored["N"]) if isinstance(stored, dict) and "N" in stored else now_ms
+    return "touched", now_ms
 
 
 class ActivityRecorder:
     """``touch`` with a memory: a warm container that moved (or saw) a connection's
     lastActivityTime within the interval does not ask DynamoDB again — a conditional
     write that fails still costs a write unit. Bounded: at most ``max_items``
-    connections, each forgotten after the interval."""
+    connections, each forgotten when the stored time is an interval old — not an
+    interval after this container saw it, or a frame could go unrecorded for up to
+    two intervals and the sweeper's allowance (``idle_cutoff_ms``) would not cover it."""
 
     def __init__(
         self,
@@ -116,8 +143,10 @@ class ActivityRecorder:
         self._dynamodb = dynamodb
         self._table = table
         self._policy = policy
-        self._recent: cachetools.TTLCache[str, bool] = cachetools.TTLCache(
-            maxsize=max_items, ttl=max(policy.touch_interval_seconds, 0.001), timer=clock
+        self._clock = clock
+        # Each entry's value is its own deadline on ``clock``.
+        self._recent: cachetools.TLRUCache[str, float] = cachetools.TLRUCache(
+            maxsize=max_items, ttu=lambda _key, deadline, _now: deadline, timer=clock
         )
         self._lock = threading.Lock()
 
@@ -125,8 +154,11 @@ class ActivityRecorder:
         with self._lock:
             if connection_id in self._recent:
                 return "recent"
-        outcome = touch(self._dynamodb, self._table, connection_id, now_ms, self._policy)
-        if outcome != "gone":
-            with self._lock:
-                self._recent[connection_id] = True
+        outcome, stored_ms = _touch(self._dynamodb, self._table, connection_id, now_ms, self._policy)
+        if stored_ms is not None:
+            # Quiet until the stored time is an interval old, i.e. until DynamoDB would take the next write.
+            quiet_s = (stored_ms + self._policy.touch_interval_seconds * 1000 - now_ms) / 1000
+            if quiet_s > 0:
+                with self._lock:
+                    self._recent[connection_id] = self._clock() + quiet_s
         return outcome

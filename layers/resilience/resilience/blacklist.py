@@ -3,8 +3,12 @@
 ``jti`` -> revocation, with ``expiresAt`` = the token's ``exp`` (DynamoDB TTL
 removes the row once the token could not be used anyway).
 
-* A revocation, once seen, is cached until the token expires — longer than the
-  cache TTL if need be — so "revoked" never turns back into "not revoked".
+* A revocation, once seen, is remembered until the token expires — longer than
+  the cache TTL if need be, and outside the LRU cache, so neither expiry nor a
+  flood of "not revoked" answers can turn "revoked" back into "not revoked".
+  That store holds at most ``max_revocations`` ids; when full it forgets the
+  expired ones, then the one expiring first (its next check asks DynamoDB
+  again, which still holds the row, or fails closed).
 * "Not revoked" is cached for ``BW_BLACKLIST_CACHE_TTL`` (5 min): a revocation
   takes at most that long to reach a warm container. Lower the Parameter for
   stricter deployments.
@@ -12,8 +16,7 @@ removes the row once the token could not be used anyway).
   breaker, or a row that cannot be read: the token is treated as revoked
   (:class:`TokenRevokedError`, 401 TOKEN_REVOKED), counted in ``failures``.
 
-The warm path is one dict lookup and one clock read under a lock (see
-``bench/blacklist.py``).
+The warm path is two dict lookups and a clock read (see ``bench/blacklist.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from resilience.errors import BreakwaterError, TokenRevokedError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["TokenBlacklist"]
+__all__ = ["DEFAULT_MAX_REVOCATIONS", "TokenBlacklist"]
+
+DEFAULT_MAX_REVOCATIONS = 10_000
 
 
 class Guard(Protocol):
@@ -47,22 +52,42 @@ class TokenBlacklist:
         policy: CachePolicy | None = None,
         breaker: Guard | None = None,
         clock: Callable[[], float] = time.time,
+        max_revocations: int = DEFAULT_MAX_REVOCATIONS,
     ) -> None:
         self._dynamodb = dynamodb
         self._table = table
         self._breaker = breaker
-        # Wall-clock seconds: revocations are cached until the token's exp, an epoch time.
+        # Wall-clock seconds: revocations are remembered until the token's exp, an epoch time.
         self._clock = clock
+        #: "Not revoked" answers, for the policy's TTL (``BW_BLACKLIST_CACHE_TTL``).
         self.cache: ResilientCache[str, bool] = ResilientCache(policy or blacklist_policy(), clock=clock)
+        # jti -> until when it is known revoked (the token's exp).
+        self._revoked: dict[str, float] = {}
+        self._max_revocations = max(1, max_revocations)
+        #: Checks that could not ask the table and were answered "revoked" (seed 000: fail closed).
         self.failures = 0
+
+    @property
+    def revocations_cached(self) -> int:
+        return len(self._revoked)
 
     def check(self, jti: str, expires_at: float) -> None:
         """Return if the token is not revoked; TokenRevokedError if it is, or if nobody can tell."""
-        revoked = self.cache.get(jti)
-        if revoked is None:
-            revoked = self._lookup(jti, expires_at)
-        if revoked:
+        until = self._revoked.get(jti)
+        if until is not None and self._clock() < until:
             raise TokenRevokedError("token revoked")
+        if self.cache.get(jti) is False:
+            return
+        if self._lookup(jti, expires_at):
+            raise TokenRevokedError("token revoked")
+
+    def is_revoked(self, jti: str, expires_at: float) -> bool:
+        """The same check as a bool (True also when the list cannot be read; counted in ``failures``)."""
+        try:
+            self.check(jti, expires_at)
+        except TokenRevokedError:
+            return True
+        return False
 
     def _lookup(self, jti: str, expires_at: float) -> bool:
         try:
@@ -71,13 +96,22 @@ class TokenBlacklist:
             # Including a 4xx such as AccessDenied: whatever stops the check, the answer is "revoked".
             self.failures += 1
             raise TokenRevokedError("the revocation list cannot be checked; treated as revoked") from exc
-        now = self._clock()
         if found:
-            # Until the token itself expires, whatever the cache TTL: never un-revoked by expiry.
-            self.cache.set(jti, True, ttl=max(1.0, expires_at - now))
+            self._remember(jti, expires_at)
         else:
             self.cache.set(jti, False)
         return found
+
+    def _remember(self, jti: str, expires_at: float) -> None:
+        # Until the token itself expires (at least a second), whatever the cache TTL.
+        now = self._clock()
+        self.cache.invalidate(jti)
+        if jti not in self._revoked and len(self._revoked) >= self._max_revocations:
+            for gone in [k for k, until in self._revoked.items() if until <= now]:
+                del self._revoked[gone]
+            if len(self._revoked) >= self._max_revocations:
+                del self._revoked[min(self._revoked, key=self._revoked.__getitem__)]
+        self._revoked[jti] = max(float(expires_at), now + 1.0)
 
     def _get(self, jti: str) -> bool:
         with translate_errors("dynamodb", "GetItem"):
@@ -87,7 +121,7 @@ class TokenBlacklist:
         return item is not None
 
     def revoke(self, jti: str, expires_at: int, *, reason: str = "revoked", now: float | None = None) -> None:
-        """Revoke a token id until ``expires_at`` (operators, logout)."""
+        """Revoke a token id until ``expires_at`` (operators, logout); taxonomy errors if the write fails."""
         at = self._clock() if now is None else now
         with translate_errors("dynamodb", "PutItem"):
             self._dynamodb.put_item(
@@ -99,4 +133,4 @@ class TokenBlacklist:
                     "expiresAt": {"N": str(int(expires_at))},
                 },
             )
-        self.cache.set(jti, True, ttl=max(1.0, expires_at - at))
+        self._remember(jti, expires_at)

@@ -26,7 +26,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from resilience.cache import (
     CachePolicy,
@@ -35,7 +35,7 @@ from resilience.cache import (
     tenant_validation_policy,
 )
 from resilience.clients import error_code, translate_errors
-from resilience.errors import BreakwaterError, DependencyUnavailableError, TenantRejectedError
+from resilience.errors import BreakwaterError, DependencyUnavailableError, RetryableError, TenantRejectedError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -136,6 +136,8 @@ class TenantDirectory:
         try:
             with translate_errors("s3", "GetObject"):
                 response = self._s3.get_object(Bucket=self._bucket, Key=key)
+                # The body streams after the response: a read timeout there is S3 failing too.
+                body = response["Body"].read(_MAX_OBJECT_BYTES + 1)
         except ClientError as exc:
             if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 # A definitive "no such tenant": returned, not raised, so it is never
@@ -143,10 +145,12 @@ class TenantDirectory:
                 return None
             # Access denied, a missing bucket: the deployment is broken, not the tenant.
             raise DependencyUnavailableError(f"s3.GetObject refused ({error_code(exc)})") from exc
-        body = response["Body"].read(_MAX_OBJECT_BYTES + 1)
+        except BotoCoreError as exc:
+            # A body cut short (IncompleteReadError) and the like: could not find out.
+            raise RetryableError(f"s3.GetObject could not be read ({type(exc).__name__})") from exc
         if len(body) > _MAX_OBJECT_BYTES:
             raise TenantRejectedError(f"TENANT_CONFIG_INVALID: {key} is too large")
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             raise TenantRejectedError(f"TENANT_CONFIG_INVALID: {key} is not JSON") from exc

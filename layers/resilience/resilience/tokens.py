@@ -11,34 +11,40 @@ that issuer's own rules, so claiming another issuer gains nothing:
   (``client_id`` = an app client id).
 * **breakwater** (tokens the service issues itself, e.g. for bots or
   ``bw token``): HS256 with the Secrets Manager signing key (``kid`` names
-  its version); ``aud`` must be ``breakwater``.
+  its version: tokens are issued with the current version only and verified
+  with the current or, during a rotation, the previous one); ``aud`` must be
+  ``breakwater``.
 
 Every token needs ``sub``, ``exp``, ``iat`` and ``jti`` (the revocation
 list's key); ``exp``/``nbf``/``iat`` are checked with ``BW_JWT_LEEWAY_SECONDS``
-of skew. The tenant is ``custom:tenant`` (Cognito attribute) or ``tenant``;
-the roles are ``cognito:groups`` or ``roles``: a speaker connection needs the
-``speaker`` role. Every refusal is a :class:`TokenInvalidError` whose message
-says why in a few words and never contains the token.
+of skew (finite numbers only). The tenant is ``custom:tenant`` (a Cognito
+custom attribute) or ``tenant`` (breakwater tokens); the roles are
+``cognito:groups`` (Cognito) or ``roles`` (breakwater), lists of strings, and
+a speaker connection needs the ``speaker`` role. Every refusal is a
+:class:`TokenInvalidError` whose message says why in a few words (a fixed
+phrase, never anything taken from the token); failures to reach a key are the
+taxonomy's dependency errors (503) or :class:`JwtKeyError` (500).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import json
 import os
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
 import jwt
 
+from resilience.cache import CachePolicy, ResilientCache
 from resilience.errors import (
-    BreakwaterError,
     DependencyUnavailableError,
     JwtKeyError,
     RetryableError,
@@ -53,11 +59,14 @@ __all__ = [
     "Identity",
     "JwksCache",
     "SigningKey",
+    "SigningKeySource",
     "TokenPolicy",
     "TokenShape",
     "TokenVerifier",
+    "cognito_fetch_timeout",
     "fetch_url",
     "issue_token",
+    "parse_jwks",
     "token_shape",
 ]
 
@@ -66,6 +75,8 @@ IssuerKind = Literal["cognito", "breakwater"]
 BREAKWATER_AUDIENCE = "breakwater"
 MAX_TOKEN_CHARS = 8192
 _REQUIRED_CLAIMS = ("sub", "exp", "iat", "jti")
+#: 9999-12-31T23:59:59Z: a time claim past it (or NaN, or Infinity, which JSON parsers accept) is malformed.
+_MAX_EPOCH = 253_402_300_799
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +88,15 @@ class SigningKey:
 
 
 class SigningKeySource(Protocol):
-    def current(self) -> SigningKey: ...
+    """Where breakwater's HS256 keys come from (``signing_keys.SigningKeyProvider``)."""
+
+    def current(self) -> SigningKey:
+        """The version tokens are issued with; JwtKeyError when no key is available."""
+        ...
+
+    def accepted(self) -> Sequence[SigningKey]:
+        """Every version a token may be verified with: the current one first, then the previous."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +203,32 @@ def token_shape(raw: object, policy: TokenPolicy) -> TokenShape:
 
 # -- JWKS ------------------------------------------------------------------------------------
 
+#: The most a JWKS download may weigh (Cognito's is about 1 KiB).
+MAX_JWKS_BYTES = 1_000_000
+
+
+def cognito_fetch_timeout(env: Mapping[str, str] | None = None) -> float:
+    """The JWKS download's timeout: ``BW_COGNITO_READ_TIMEOUT`` (3 s), never less than
+    ``BW_COGNITO_CONNECT_TIMEOUT`` (2 s). urllib has one timeout for connecting and for
+    each read, so the larger of the two bounds both."""
+    from resilience.clients import ClientSettings
+
+    timeouts = ClientSettings.from_env(env).timeouts_for("cognito-idp")
+    return max(timeouts.connect, timeouts.read)
+
 
 def fetch_url(url: str, timeout: float) -> bytes:
-    """GET ``url`` (the default JWKS fetcher); errors become the taxonomy, chained."""
+    """GET ``url`` (the default JWKS fetcher); every failure becomes the taxonomy, chained.
+
+    Timeouts (connecting or reading) are :class:`ServiceTimeoutError`, 429
+    :class:`ThrottledError`, 5xx and broken connections :class:`RetryableError`,
+    any other refusal (403, 404) :class:`DependencyUnavailableError`. The body is
+    returned unparsed (see :class:`JwksCache`). ``urllib.request.urlopen`` is looked
+    up per call: the offline runtime serves its own JWKS through it.
+    """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            body: bytes = response.read(1_000_000)
+            body: bytes = response.read(MAX_JWKS_BYTES)
             return body
     except urllib.error.HTTPError as exc:
         if exc.code == 429:
@@ -199,8 +238,30 @@ def fetch_url(url: str, timeout: float) -> bytes:
         raise DependencyUnavailableError(f"JWKS download refused ({exc.code})") from exc
     except TimeoutError as exc:
         raise ServiceTimeoutError("JWKS download timed out") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except urllib.error.URLError as exc:
+        # urlopen wraps a *connect* timeout (and DNS, refused connections) in a URLError.
+        if isinstance(exc.reason, TimeoutError):
+            raise ServiceTimeoutError("JWKS download timed out") from exc
         raise RetryableError("JWKS download failed") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        # Reset connections, TLS errors, a truncated or garbled response.
+        raise RetryableError("JWKS download failed") from exc
+
+
+def parse_jwks(body: bytes) -> dict[str, Any]:
+    """The RS256 public keys of a JWKS document by ``kid``; DependencyUnavailableError if it has none."""
+    try:
+        document = json.loads(body)
+        keys = {
+            entry["kid"]: jwt.PyJWK(entry, algorithm="RS256").key
+            for entry in document["keys"]
+            if isinstance(entry, dict) and entry.get("kty") == "RSA" and isinstance(entry.get("kid"), str)
+        }
+    except (ValueError, KeyError, TypeError, RecursionError, jwt.PyJWKError) as exc:
+        raise DependencyUnavailableError("the JWKS is malformed") from exc
+    if not keys:
+        raise DependencyUnavailableError("the JWKS is malformed (no RSA keys)")
+    return keys
 
 
 class Guard(Protocol):
@@ -209,76 +270,90 @@ class Guard(Protocol):
     def call[T](self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
 
 
+def _monotonic() -> float:
+    # Looked up at call time, like resilience.cache's default clock.
+    return time.monotonic()
+
+
 class JwksCache:
-    """The user pool's public keys by ``kid``: cached, refreshed for unknown kids at most every
-    ``jwks_refresh_seconds``, served stale (bounded) while Cognito cannot be reached."""
+    """The user pool's public keys by ``kid`` (a :class:`ResilientCache` of one entry).
+
+    * Cached for ``policy.jwks_ttl_seconds`` (1 h) and, while Cognito cannot be
+      reached (timeout, throttle, 5xx, refusal, a malformed document, an open
+      ``cognito.verifyJwt`` breaker), served stale for at most
+      ``policy.jwks_max_stale_seconds`` more; after that the download's error
+      propagates (503: speakers are refused, seed 002).
+    * A ``kid`` the cached set lacks may be a key Cognito has just rotated in: the
+      set is downloaded again at once — but at most once per
+      ``policy.jwks_refresh_seconds`` (60 s), so a flood of forged kids costs one
+      download a minute — and a kid still unknown is :class:`TokenInvalidError`.
+      If that download fails the kid cannot be judged: the dependency error, not a
+      refusal, is raised.
+    """
 
     def __init__(
         self,
         policy: TokenPolicy,
         *,
         fetch: Callable[[str, float], bytes] = fetch_url,
-        timeout: float = 3.0,
+        timeout: float | None = None,
         breaker: Guard | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._policy = policy
         self._fetch = fetch
-        self._timeout = timeout
+        self._timeout = cognito_fetch_timeout() if timeout is None else timeout
         self._breaker = breaker
-        self._clock = clock
+        self._clock: Callable[[], float] = clock if clock is not None else _monotonic
         self._lock = threading.Lock()
-        self._keys: dict[str, Any] = {}
-        self._loaded_at: float | None = None
-        self._last_attempt: float | None = None
+        self._last_download: float | None = None
+        self.cache: ResilientCache[str, dict[str, Any]] = ResilientCache(
+            CachePolicy(
+                name="jwks",
+                ttl_seconds=policy.jwks_ttl_seconds,
+                max_items=1,
+                max_stale_seconds=policy.jwks_max_stale_seconds,
+            ),
+            clock=self._clock,
+        )
+        #: Downloads attempted (successful or not), for tests and the health snapshot.
+        self.downloads = 0
 
     def key(self, kid: str) -> Any:
         """The public key for ``kid``; TokenInvalidError if the pool has no such key."""
-        now = self._clock()
-        with self._lock:
-            fresh = self._loaded_at is not None and now - self._loaded_at < self._policy.jwks_ttl_seconds
-            found = self._keys.get(kid)
-            may_refresh = self._last_attempt is None or now - self._last_attempt >= self._policy.jwks_refresh_seconds
-        if found is not None and fresh:
-            return found
-        if found is None and fresh and not may_refresh:
-            raise TokenInvalidError("unknown signing key")
-        try:
-            self._refresh(now)
-        except BreakwaterError:
-            with self._lock:
-                usable = (
-                    self._loaded_at is not None
-                    and now - self._loaded_at < self._policy.jwks_ttl_seconds + self._policy.jwks_max_stale_seconds
-                )
-                stale = self._keys.get(kid)
-            if usable and stale is not None:
-                return stale
-            raise
-        with self._lock:
-            found = self._keys.get(kid)
-        if found is None:
-            raise TokenInvalidError("unknown signing key")
-        return found
-
-    def _refresh(self, now: float) -> None:
         url = self._policy.jwks_url
         if url is None:
             raise DependencyUnavailableError("no Cognito user pool is configured")
+        found = self.cache.fetch(url, self._download)
+        key = found.value.get(kid)
+        if key is not None:
+            return key
+        if found.source == "hit" and self._may_refresh():
+            keys = self._download()  # a failure here propagates: the kid cannot be judged
+            self.cache.set(url, keys)
+            key = keys.get(kid)
+            if key is not None:
+                return key
+        elif found.stale:
+            raise DependencyUnavailableError("the identity provider cannot be reached to look up a new key")
+        raise TokenInvalidError("unknown signing key")
+
+    def _may_refresh(self) -> bool:
+        now = self._clock()
         with self._lock:
-            self._last_attempt = now
-        body = self._breaker.call(self._fetch, url, self._timeout) if self._breaker else self._fetch(url, self._timeout)
-        try:
-            document = json.loads(body)
-            keys = {
-                entry["kid"]: jwt.PyJWK(entry, algorithm="RS256").key
-                for entry in document["keys"]
-                if entry.get("kty") == "RSA" and isinstance(entry.get("kid"), str)
-            }
-        except (ValueError, KeyError, TypeError, jwt.PyJWKError) as exc:
-            raise DependencyUnavailableError("the JWKS is malformed") from exc
+            return self._last_download is None or now - self._last_download >= self._policy.jwks_refresh_seconds
+
+    def _download(self) -> dict[str, Any]:
+        url = self._policy.jwks_url
+        assert url is not None
         with self._lock:
-            self._keys, self._loaded_at = keys, now
+            self._last_download = self._clock()
+            self.downloads += 1
+        if self._breaker is not None:
+            body = self._breaker.call(self._fetch, url, self._timeout)
+        else:
+            body = self._fetch(url, self._timeout)
+        return parse_jwks(body)
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -313,9 +388,13 @@ class TokenVerifier:
         else:
             if shape.alg != "HS256":
                 raise TokenInvalidError("algorithm not allowed")
+            # current() first, whatever the kid: no key available means no token is verified.
             key = self._signing_keys.current()
             if shape.kid is not None and shape.kid != key.kid:
-                raise TokenInvalidError("unknown signing key")
+                previous = [k for k in self._signing_keys.accepted() if k.kid == shape.kid]
+                if not previous:
+                    raise TokenInvalidError("unknown signing key")
+                key = previous[0]
             claims = self._decode(token, key.key, "HS256", shape.issuer, audience=BREAKWATER_AUDIENCE)
             identity = self._identity(claims, "breakwater", roles=claims.get("roles"))
         if role == "speaker" and "speaker" not in identity.roles:
@@ -359,7 +438,9 @@ class TokenVerifier:
         now, leeway = self._clock(), self._policy.leeway_seconds
         times = {name: claims.get(name) for name in ("exp", "iat", "nbf")}
         for name, value in times.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= _MAX_EPOCH
+            ):
                 raise TokenInvalidError(f"malformed claim {name}")
         exp, iat, nbf = times["exp"], times["iat"], times["nbf"]
         if not isinstance(exp, int | float) or not isinstance(iat, int | float):
