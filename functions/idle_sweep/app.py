@@ -19,7 +19,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from sweep import SweepPolicy, backfill, begin, close, finish, notify, page
 
-from resilience.activity import ActivityPolicy
+from resilience.activity import ActivityPolicy, idle_cutoff_ms
 from resilience.clients import default_clients
 from resilience.errors import ValidationError
 from resilience.observability import default_observability, with_observability
@@ -35,7 +35,8 @@ def _policy() -> SweepPolicy:
     return SweepPolicy(
         activity=ActivityPolicy.from_env(),
         page_size=env_int(env, "BW_IDLE_SWEEP_PAGE_SIZE", 100, positive=True),
-        pages_per_execution=env_int(env, "BW_IDLE_SWEEP_PAGES_PER_EXECUTION", 20, positive=True),
+        pages_per_execution=env_int(env, "BW_IDLE_SWEEP_PAGES_PER_EXECUTION", 4, positive=True),
+        lock_seconds=env_int(env, "BW_IDLE_SWEEP_LOCK_SECONDS", 300, positive=True),
     )
 
 
@@ -73,16 +74,30 @@ def _begin(event: dict[str, Any], now: float) -> dict[str, Any]:
     return {
         "locked": True,
         "lockOwner": owner,
-        "cutoffMs": int(continuation.get("cutoffMs") or now_ms - policy.activity.idle_timeout_seconds * 1000),
+        # One cutoff for the whole sweep (continuations included); it allows for bounded activity writes.
+        "cutoffMs": int(continuation.get("cutoffMs") or idle_cutoff_ms(now_ms, policy.activity)),
         "startedAtMs": int(continuation.get("startedAtMs") or now_ms),
         "cursor": cursor,
-        "pagesLeft": policy.pages_per_execution,
+        "pagesLeft": policy.pages_this_execution(),
         "maxConcurrency": env_int(os.environ, "BW_IDLE_SWEEP_MAX_CONCURRENCY", 10, positive=True),
     }
 
 
 def _page(event: dict[str, Any], now: float) -> dict[str, Any]:
     cursor = event["cursor"]
+    policy = _policy()
+    # Renewed per page, so a long sweep keeps its lock and a lost one (expired, taken over) stops here.
+    renewed = begin(
+        _clients.dynamodb(),
+        os.environ["BW_LOCKS_TABLE"],
+        owner=str(event["lockOwner"]),
+        now=now,
+        policy=policy,
+        continuing=True,
+    )
+    if not renewed["locked"]:
+        _logger.warning("the sweep lock was lost; another sweep carries on")
+        return {"connections": [], "read": 0, "capacity": 0.0, "cursor": {**cursor, "done": True}, "lockLost": True}
     start_key = json.loads(cursor["startKey"]) if cursor.get("startKey") else None
     found = page(
         _clients.dynamodb(),
@@ -91,7 +106,7 @@ def _page(event: dict[str, Any], now: float) -> dict[str, Any]:
         cutoff_ms=int(event["cutoffMs"]),
         start_key=start_key,
         now_ms=int(now * 1000),
-        policy=_policy(),
+        policy=policy,
     )
     _metrics.add_metric(name="ConnectionsChecked", unit=MetricUnit.Count, value=found["read"])
     _metrics.add_metric(name="IdleConnectionsDetected", unit=MetricUnit.Count, value=len(found["connections"]))

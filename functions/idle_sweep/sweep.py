@@ -1,8 +1,9 @@
 """The idle sweep's steps, as plain functions over injected clients and a clock.
 
 ``begin`` takes the sweep lock (one sweep at a time, fleet-wide) or renews it
-for a continuation; ``page`` reads one page of one shard of the ``ByIdleShard``
-index — only connections idle past the cutoff, never a Scan; ``notify`` and
+(a continuation, and every page, so the lock only has to outlast one page);
+``page`` reads one page of one shard of the ``ByIdleShard`` index — only
+connections idle past the cutoff, never a Scan; ``notify`` and
 ``close`` act on one connection; ``finish`` releases the lock. ``backfill``
 indexes connections stored before the index existed (no ``idleShard`` /
 ``lastActivityTime``: their ``connectedAt`` stands in) — a one-off, paginated.
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 LOCK_NAME = "idle-sweep"
+#: Connections one execution may act on. A Standard execution's history holds at most 25 000
+#: events; one idle connection costs 22 (four task states of 5 events, the iteration's own 2)
+#: and up to 49 when three of them retry to the end (3 more per retry), so 400 stays under 20 000.
+MAX_CONNECTIONS_PER_EXECUTION = 400
 TIMEOUT_MESSAGE = "Connection closed due to inactivity"
 
 
@@ -34,9 +39,13 @@ class SweepPolicy:
     #: Items per index Query page.
     page_size: int = 100
     #: Pages one execution reads before it continues as a new one (history and payload stay bounded).
-    pages_per_execution: int = 20
-    #: A crashed sweep's lock frees itself after this long.
+    pages_per_execution: int = 4
+    #: The lock lasts this long past the last page read: a crashed sweep's lock frees itself after it.
     lock_seconds: int = 300
+
+    def pages_this_execution(self) -> int:
+        """``pages_per_execution``, but never more connections than one execution's history holds."""
+        return max(1, min(self.pages_per_execution, MAX_CONNECTIONS_PER_EXECUTION // self.page_size))
 
 
 def begin(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resilience.activity import ActivityPolicy, ActivityRecorder, idle_shard, should_touch, touch
+from resilience.activity import ActivityPolicy, ActivityRecorder, idle_cutoff_ms, idle_shard, should_touch, touch
 from resilience.clients import Clients, ClientSettings
 
 POLICY = ActivityPolicy(idle_timeout_seconds=120, touch_interval_seconds=30, shards=4)
@@ -21,6 +21,27 @@ def test_the_shard_is_stable_and_spread():
 @pytest.mark.parametrize(("last", "now", "expected"), [(None, 0, True), (0, 29_999, False), (0, 30_000, True)])
 def test_should_touch_at_most_once_per_interval(last, now, expected):
     assert should_touch(last, now, POLICY) is expected
+
+
+def test_the_idle_cutoff_allows_for_unrecorded_activity():
+    # A frame within 30 s of the stored time is not stored: only a stored time older than
+    # timeout + interval proves 120 s of silence.
+    assert idle_cutoff_ms(1_000_000, POLICY) == 1_000_000 - 150_000
+    exact = ActivityPolicy(idle_timeout_seconds=120, touch_interval_seconds=0, shards=4)
+    assert idle_cutoff_ms(1_000_000, exact) == 1_000_000 - 120_000  # every frame written: seed 001's threshold
+
+
+def test_the_policy_comes_from_the_environment_with_seed_001_defaults():
+    assert ActivityPolicy.from_env({}) == ActivityPolicy(idle_timeout_seconds=120, touch_interval_seconds=30, shards=4)
+    custom = ActivityPolicy.from_env(
+        {
+            "CONNECTION_IDLE_TIMEOUT_SECONDS": "300",
+            "BW_ACTIVITY_WRITE_INTERVAL_SECONDS": "10",
+            "BW_IDLE_INDEX_SHARDS": "8",
+        }
+    )
+    assert custom == ActivityPolicy(idle_timeout_seconds=300, touch_interval_seconds=10, shards=8)
+    assert idle_cutoff_ms(1_000_000, custom) == 1_000_000 - 310_000
 
 
 def test_a_policy_needs_positive_numbers():
@@ -64,3 +85,30 @@ def test_a_warm_container_does_not_ask_again_within_the_interval(stack, clock):
     clock.now += 31
     assert recorder.touch("A=", 1_031_000) == "touched"
     assert stack.requests[("dynamodb", "UpdateItem")] - updates == 2
+
+
+def test_a_recent_write_by_another_container_is_remembered_only_until_it_is_an_interval_old(stack, clock):
+    recorder = ActivityRecorder(
+        Clients(settings=ClientSettings(max_attempts=1)).dynamodb(), "ConnectionsTable", POLICY, clock=clock
+    )
+    _put(stack, "A=", 980_000)  # written 20 s ago, elsewhere
+    updates = stack.requests[("dynamodb", "UpdateItem")]
+
+    assert recorder.touch("A=", 1_000_000) == "recent"
+    clock.now += 9
+    assert recorder.touch("A=", 1_009_000) == "recent"  # remembered: DynamoDB not asked
+    assert stack.requests[("dynamodb", "UpdateItem")] - updates == 1
+    clock.now += 1  # the stored time is now 30 s old: this frame must be stored, not skipped for 30 s more
+    assert recorder.touch("A=", 1_010_000) == "touched"
+    assert _last(stack, "A=") == 1_010_000
+    assert stack.requests[("dynamodb", "UpdateItem")] - updates == 2
+
+
+def test_a_connection_that_is_gone_is_not_remembered(stack, clock):
+    recorder = ActivityRecorder(
+        Clients(settings=ClientSettings(max_attempts=1)).dynamodb(), "ConnectionsTable", POLICY, clock=clock
+    )
+
+    assert recorder.touch("Gone=", 1_000_000) == "gone"
+    _put(stack, "Gone=", 0)  # the same id stored again (ids are reused only in tests, but nothing is cached)
+    assert recorder.touch("Gone=", 1_000_001) == "touched"

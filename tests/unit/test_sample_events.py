@@ -35,6 +35,7 @@ ENTRY_SCHEMAS = {
     "message_delivery": ("message_delivery.json", None),
     "connect": ("connect.json", None),
     "authorize_connection": ("authorize_connection.json", None),
+    "idle_sweep": ("idle_sweep.json", None),
 }
 
 #: A function validates with its own copy (events/ is not deployed); the copies must not drift.

@@ -14,6 +14,9 @@ from local_runtime.sessions import join_session
 from resilience.activity import idle_shard
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Silent this long, a connection is idle under the template's defaults: past the 120 s timeout
+#: plus the 30 s by which a stored lastActivityTime may trail the client's last frame.
+IDLE = 160
 
 
 @pytest.fixture
@@ -50,17 +53,24 @@ def is_open(runtime: LocalRuntime, connection_id: str) -> bool:
 
 
 def emf(output: str) -> list[dict[str, Any]]:
-    documents = []
-    for line in output.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            documents.append(json.loads(line))
+    """Every EMF document printed, as CloudWatch would read them (Map branches may share a line)."""
+    decoder, documents, at = json.JSONDecoder(), [], output.find("{")
+    while at >= 0:
+        try:
+            document, end = decoder.raw_decode(output, at)
+        except ValueError:
+            at = output.find("{", at + 1)
+            continue
+        if isinstance(document, dict) and "_aws" in document:
+            documents.append(document)
+        at = output.find("{", end)
     return documents
 
 
 def test_IdleListenerIsNotifiedThenClosed(stack):
     runtime = stack()
     join(runtime, ("Idle=", "listener"))
-    runtime.clock.advance(130)
+    runtime.clock.advance(IDLE)
     join(runtime, ("Fresh=", "listener"))
 
     result = runtime.run("IdleSweep", {})
@@ -69,7 +79,7 @@ def test_IdleListenerIsNotifiedThenClosed(stack):
     (frame,) = received(runtime, "Idle=")
     assert frame["type"] == "connectionTimeout"
     assert frame["message"] == "Connection closed due to inactivity"
-    assert frame["idleSeconds"] == 130
+    assert frame["idleSeconds"] == IDLE
     assert frame["timestamp"] == int(runtime.clock.now() * 1000)
     assert not is_open(runtime, "Idle=")
     assert is_open(runtime, "Fresh=")
@@ -82,7 +92,7 @@ def test_SendFailsButCloseStillHappens(stack):
         [{"service": "apigatewaymanagementapi", "operation": "PostToConnection", "error": "InternalServerError"}]
     )
     join(runtime, ("Idle=", "listener"))
-    runtime.clock.advance(130)
+    runtime.clock.advance(IDLE)
 
     result = runtime.run("IdleSweep", {})
 
@@ -96,7 +106,7 @@ def test_GoneOnCloseCountsAsClosed(stack, capsys):
     runtime = stack()
     join(runtime, ("Left=", "speaker"))
     runtime.connections.disconnect("Left=")  # the client went away; its $disconnect never arrived
-    runtime.clock.advance(130)
+    runtime.clock.advance(IDLE)
 
     result = runtime.run("IdleSweep", {})
 
@@ -111,7 +121,7 @@ def test_GoneOnCloseCountsAsClosed(stack, capsys):
 def test_CleanupIsTriggered(stack):
     runtime = stack()
     join(runtime, ("Idle=", "listener"))
-    runtime.clock.advance(130)
+    runtime.clock.advance(IDLE)
 
     runtime.run("IdleSweep", {})
 
@@ -140,7 +150,7 @@ def test_ConnectedAtIsTheFallbackForConnectionsStoredBeforeTheIndex(stack):
             "connectedAt": {"N": str(int(runtime.clock.now() * 1000))},
         },
     )
-    runtime.clock.advance(130)
+    runtime.clock.advance(IDLE)
 
     before = runtime.run("IdleSweep", {})
     backfill = runtime.invoke("IdleSweepFunction", {"action": "backfill"}).payload
@@ -149,13 +159,20 @@ def test_ConnectedAtIsTheFallbackForConnectionsStoredBeforeTheIndex(stack):
     assert before.status == after.status == "SUCCEEDED"
     assert backfill == {"indexed": 1, "pages": 1}
     assert remaining(runtime) == set()
-    assert received(runtime, "Old=")[0]["idleSeconds"] == 130
+    assert received(runtime, "Old=")[0]["idleSeconds"] == IDLE
 
 
-def test_ExactlyAtTheThresholdIsNotClosed(stack):
-    runtime = stack()
+@pytest.mark.parametrize(
+    ("write_interval", "threshold"),
+    [
+        ("0", 120),  # every frame stored: seed 001's threshold exactly
+        ("30", 150),  # the default: a stored time may trail the last frame by up to 30 s, so 120 + 30
+    ],
+)
+def test_ExactlyAtTheThresholdIsNotClosed(stack, write_interval, threshold):
+    runtime = stack(parameters={"ActivityWriteIntervalSeconds": write_interval})
     join(runtime, ("AtLimit=", "listener"))
-    runtime.clock.advance(120)
+    runtime.clock.advance(threshold)
 
     runtime.run("IdleSweep", {})
     assert remaining(runtime) == {"AtLimit="}
@@ -166,14 +183,16 @@ def test_ExactlyAtTheThresholdIsNotClosed(stack):
 
 
 def test_CustomTimeoutFromTheParameter(stack):
+    # The Parameter reaches the sweep as CONNECTION_IDLE_TIMEOUT_SECONDS (seed 001's variable).
     runtime = stack(parameters={"ConnectionIdleTimeoutSeconds": "300"})
+    assert runtime.template.function("IdleSweepFunction").environment["CONNECTION_IDLE_TIMEOUT_SECONDS"] == "300"
     join(runtime, ("Idle=", "listener"))
-    runtime.clock.advance(200)
+    runtime.clock.advance(330)  # 300 s + the 30 s write interval: not yet
 
     runtime.run("IdleSweep", {})
     assert remaining(runtime) == {"Idle="}
 
-    runtime.clock.advance(101)
+    runtime.clock.advance(1)
     runtime.run("IdleSweep", {})
     assert remaining(runtime) == set()
 
@@ -181,9 +200,9 @@ def test_CustomTimeoutFromTheParameter(stack):
 def test_MetricsAreEmittedWithTheirDimensions(stack, capsys):
     runtime = stack()
     join(runtime, ("L1=", "listener"), ("L2=", "listener"), ("S1=", "speaker"))
-    runtime.clock.advance(60)
+    runtime.clock.advance(90)
     join(runtime, ("Fresh=", "listener"))
-    runtime.clock.advance(70)
+    runtime.clock.advance(IDLE - 90)
 
     runtime.run("IdleSweep", {})
 
@@ -205,7 +224,7 @@ def test_MetricsAreEmittedWithTheirDimensions(stack, capsys):
 def test_TwoSchedulesDuringASweepMakeOneSweep(stack):
     runtime = stack()
     join(runtime, ("Idle=", "listener"))
-    runtime.clock.advance(130)
+    runtime.clock.advance(IDLE)
     overlapping: list[Any] = []
     # While the first sweep is in its Map, the schedule fires twice more.
     runtime.faults.add(
@@ -231,7 +250,7 @@ def test_TwoSchedulesDuringASweepMakeOneSweep(stack):
 def test_ALockLeftByACrashedSweepExpires(stack):
     runtime = stack()
     join(runtime, ("Idle=", "listener"))
-    runtime.clock.advance(130)
+    runtime.clock.advance(IDLE)
     expires = int(runtime.clock.now()) + 60
     runtime.client("dynamodb").put_item(
         TableName="LocksTable",
@@ -260,18 +279,17 @@ def test_TheScheduleStartsASweepEveryMinute(stack):
 def test_AConnectionActiveDuringTheSweepIsNotClosed(stack):
     runtime = stack()
     join(runtime, ("Busy=", "listener"))
-    runtime.clock.advance(130)
-
-    def ping() -> None:
-        event = {
-            "requestContext": {"routeKey": "$default", "connectionId": "Busy=", "requestId": "p"},
-            "body": '{"action": "ping"}',
-        }
-        runtime.invoke("DefaultRouteFunction", event)
+    runtime.clock.advance(IDLE)
 
     # The client pings after the sweep read its page, before the sweep acts on it.
     runtime.faults.add(
-        {"service": "dynamodb", "operation": "UpdateItem", "resource": "ConnectionsTable", "count": 1, "before": ping}
+        {
+            "service": "dynamodb",
+            "operation": "UpdateItem",
+            "resource": "ConnectionsTable",
+            "count": 1,
+            "before": lambda: ping(runtime, "Busy="),
+        }
     )
 
     result = runtime.run("IdleSweep", {})
@@ -280,6 +298,70 @@ def test_AConnectionActiveDuringTheSweepIsNotClosed(stack):
     assert is_open(runtime, "Busy=")
     assert received(runtime, "Busy=") == []
     assert remaining(runtime) == {"Busy="}
+
+
+def ping(runtime: LocalRuntime, connection_id: str) -> None:
+    event = {
+        "requestContext": {"routeKey": "$default", "connectionId": connection_id, "requestId": "p"},
+        "body": '{"action": "ping"}',
+    }
+    assert runtime.invoke("DefaultRouteFunction", event).payload == {"statusCode": 200}
+
+
+def stored_activity(runtime: LocalRuntime, connection_id: str) -> int:
+    (item,) = [i for i in runtime.items("ConnectionsTable") if i["connectionId"] == connection_id]
+    return int(item["lastActivityTime"])
+
+
+def test_AClientActiveWithinTheWriteIntervalIsNotClosedEarly(stack):
+    runtime = stack()
+    join(runtime, ("Chatty=", "listener"))
+    joined = stored_activity(runtime, "Chatty=")
+    runtime.clock.advance(29)
+    ping(runtime, "Chatty=")  # within the 30 s write interval: not stored
+    assert stored_activity(runtime, "Chatty=") == joined
+    runtime.clock.advance(92)  # stored 121 s ago, but the client was heard 92 s ago
+
+    runtime.run("IdleSweep", {})
+    assert remaining(runtime) == {"Chatty="}
+    assert received(runtime, "Chatty=") == []
+
+    runtime.clock.advance(30)  # stored 151 s ago: silent for at least 121 s
+    runtime.run("IdleSweep", {})
+    assert remaining(runtime) == set()
+    assert received(runtime, "Chatty=")[0]["idleSeconds"] == 151
+
+
+def test_ASweepThatLosesItsLockStopsAtTheNextPage(stack):
+    runtime = stack(parameters={"IdleSweepPageSize": "1"})
+    join(runtime, ("A=", "listener"), ("B=", "listener"), ("C=", "listener"))
+    runtime.clock.advance(200)
+
+    def taken_over() -> None:  # e.g. the lock expired during a very slow page and another sweep took it
+        runtime.client("dynamodb").put_item(
+            TableName="LocksTable",
+            Item={"name": {"S": "idle-sweep"}, "owner": {"S": "another"}, "expiresAt": {"N": "9999999999"}},
+        )
+
+    runtime.faults.add(
+        {
+            "service": "dynamodb",
+            "operation": "UpdateItem",
+            "resource": "ConnectionsTable",
+            "count": 1,
+            "before": taken_over,
+        }
+    )
+
+    result = runtime.run("IdleSweep", {})
+
+    assert result.status == "SUCCEEDED"
+    assert len(remaining(runtime)) == 2  # the first page was closed, no page after it
+    last_page = [row for row in result.trace().rows if row.name == "Read a page of idle connections"][-1]
+    assert last_page.output["page"]["connections"] == []
+    assert last_page.output["page"]["cursor"]["done"] is True
+    assert result.output["released"] is False  # the other sweep's lock is left alone
+    assert [item["owner"] for item in runtime.items("LocksTable")] == ["another"]
 
 
 def test_TenThousandConnectionsFiftyIdleReadsOnlyTheIdle(stack):
@@ -318,8 +400,9 @@ def test_TenThousandConnectionsFiftyIdleReadsOnlyTheIdle(stack):
     assert result.status == "SUCCEEDED"
     assert len(remaining(runtime)) == 9_950
     pages = [row for row in result.trace().rows if row.name == "Read a page of idle connections"]
-    read = sum(len(row.output["page"]["connections"]) for row in pages)
-    assert read == 50
+    assert sum(len(row.output["page"]["connections"]) for row in pages) == 50
+    # What DynamoDB read (ScannedCount, what a Query is billed for), not only what it returned.
+    assert sum(row.output["page"]["read"] for row in pages) == 50
     assert runtime.requests[("dynamodb", "Query")] - reads_before == len(pages) == 4  # one page per shard
     assert scans == 0
 
@@ -327,7 +410,7 @@ def test_TenThousandConnectionsFiftyIdleReadsOnlyTheIdle(stack):
 def test_ALargeSweepContinuesAsANewExecution(stack):
     runtime = stack(parameters={"IdleSweepPageSize": "2", "IdleSweepPagesPerExecution": "2"})
     join(runtime, *[(f"L{n}=", "listener") for n in range(12)])
-    runtime.clock.advance(130)
+    runtime.clock.advance(IDLE)
 
     first = runtime.run("IdleSweep", {})
 
@@ -345,3 +428,18 @@ def test_ALargeSweepContinuesAsANewExecution(stack):
     assert len(finished) == 4  # 12 idle, 2 per page, 4 shards' worth of pages, 2 pages per execution
     assert remaining(runtime) == set()
     assert runtime.items("LocksTable") == []
+
+
+@pytest.mark.parametrize(
+    ("page_size", "pages", "expected"),
+    [("100", "4", 4), ("100", "200", 4), ("400", "3", 1), ("7", "2", 2)],
+)
+def test_OneExecutionNeverActsOnMoreConnectionsThanItsHistoryHolds(stack, page_size, pages, expected):
+    # 400 connections x at most 49 history events each stays under Standard's 25 000.
+    runtime = stack(parameters={"IdleSweepPageSize": page_size, "IdleSweepPagesPerExecution": pages})
+
+    begun = runtime.invoke("IdleSweepFunction", {"action": "begin", "executionName": "sweep-1"}).payload
+
+    assert begun["locked"] is True
+    assert begun["pagesLeft"] == expected
+    assert begun["pagesLeft"] * int(page_size) <= 400

@@ -138,15 +138,16 @@ class ActivityRecorder:
         policy: ActivityPolicy,
         *,
         max_items: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._dynamodb = dynamodb
         self._table = table
         self._policy = policy
-        self._clock = clock
+        # Looked up per call, not bound at import: a patched time.monotonic (virtual time offline) applies.
+        self._clock: Callable[[], float] = clock if clock is not None else lambda: time.monotonic()
         # Each entry's value is its own deadline on ``clock``.
         self._recent: cachetools.TLRUCache[str, float] = cachetools.TLRUCache(
-            maxsize=max_items, ttu=lambda _key, deadline, _now: deadline, timer=clock
+            maxsize=max_items, ttu=lambda _key, deadline, _now: deadline, timer=self._clock
         )
         self._lock = threading.Lock()
 
