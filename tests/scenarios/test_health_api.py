@@ -1,9 +1,18 @@
-"""GET /health and GET /timeout-status, as a load balancer and an on-call engineer see them."""
+"""GET /health and GET /timeout-status, as a load balancer and an on-call engineer see them.
+
+Every scenario runs the real template on the offline runtime: faults are injected
+at botocore (the probes' DescribeTable / DescribeSecret / HeadBucket and the
+breakers' GetItem), breakers are forced open through the breaker API, as
+``bw breakers force-open`` does.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +22,17 @@ from local_runtime import LocalRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events" / "health"
+BREAKERS = {"apigateway.postToConnection", "cognito.verifyJwt", "dynamodb.tokenBlacklist"}
 
 
 @pytest.fixture
 def stack() -> Iterator[Any]:
     started: list[LocalRuntime] = []
 
-    def make(faults: list[dict[str, Any]] | None = None) -> LocalRuntime:
-        runtime = LocalRuntime(ROOT / "template.yaml", faults=faults, data=ROOT / "events" / "local_data.yaml").start()
+    def make(faults: list[dict[str, Any]] | None = None, parameters: dict[str, str] | None = None) -> LocalRuntime:
+        runtime = LocalRuntime(
+            ROOT / "template.yaml", faults=faults, parameters=parameters, data=ROOT / "events" / "local_data.yaml"
+        ).start()
         started.append(runtime)
         return runtime
 
@@ -29,103 +41,315 @@ def stack() -> Iterator[Any]:
         runtime.stop()
 
 
-def get(runtime: LocalRuntime, name: str, path: str | None = None) -> tuple[int, dict[str, Any]]:
-    event = json.loads((EVENTS / name).read_text())
+def event(name: str, *, path: str | None = None, method: str = "GET", correlation_id: str | None = None) -> Any:
+    sample = json.loads((EVENTS / name).read_text())
     if path is not None:
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
-    answer = runtime.invoke("HealthFunction", event).payload
-    return int(answer["statusCode"]), json.loads(answer["body"])
+        # As API Gateway sends a request that only a catch-all ($default) route would match.
+        sample["rawPath"] = sample["requestContext"]["http"]["path"] = path
+        sample["routeKey"] = sample["requestContext"]["routeKey"] = "$default"
+    sample["requestContext"]["http"]["method"] = method
+    if correlation_id is not None:
+        sample["headers"]["x-correlation-id"] = correlation_id
+    return sample
+
+
+def call(runtime: LocalRuntime, sample: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    invocation = runtime.invoke("HealthFunction", sample)
+    assert not invocation.errored, invocation.payload
+    answer = invocation.payload
+    return int(answer["statusCode"]), json.loads(answer["body"]), answer.get("headers") or {}
+
+
+def get(runtime: LocalRuntime, name: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    status, body, _ = call(runtime, event(name, **kwargs))
+    return status, body
+
+
+def force_open(runtime: LocalRuntime, name: str) -> None:
+    """What ``bw breakers force-open NAME`` does, on this stack's Breakers table."""
+    from resilience.breaker import CircuitBreaker, DynamoDBBreakerStore, policy_for
+
+    CircuitBreaker(
+        name, DynamoDBBreakerStore("BreakersTable", runtime.client("dynamodb")), policy_for(name)
+    ).force_open()
+
+
+# -- /health ---------------------------------------------------------------------------------------
 
 
 def test_HealthyStackReports200(stack):
-    status, body = get(stack(), "health.json")
+    status, body, headers = call(stack(), event("health.json"))
 
     assert (status, body["status"]) == (200, "healthy")
-    assert set(body["dependencies"].values()) == {"up"}
-    assert {b["name"] for b in body["breakers"]} >= {"apigateway.postToConnection", "cognito.verifyJwt"}
+    assert {name: dep["status"] for name, dep in body["dependencies"].items()} == {
+        "dynamodb": "up",
+        "tokenBlacklist": "up",
+        "signingKey": "up",
+        "tenantConfig": "up",
+        "rateLimits": "up",
+        "cognito": "up",
+        "apigateway": "up",
+    }
+    assert {b["name"]: b["state"] for b in body["breakers"]} == dict.fromkeys(BREAKERS, "CLOSED")
+    assert body["alerts"] == []
+    assert body["degradations"] == []
+    assert {p["name"] for p in body["caches"]} == {
+        "signing_key",
+        "tenant_config",
+        "tenant_validation",
+        "blacklist",
+    }
     assert body["correlationId"] == "corr-health-1"
+    assert headers["Cache-Control"] == "no-store"
 
 
 def test_ConnectionsTableDownIs503(stack):
-    runtime = stack(
-        [{"service": "dynamodb", "operation": "DescribeTable", "resource": "ConnectionsTable", "timeout": True}]
-    )
-
-    status, body = get(runtime, "health.json")
-
-    assert (status, body["status"], body["dependencies"]["dynamodb"]) == (503, "unhealthy", "down")
-    assert [d["dependency"] for d in body["degradations"]] == ["dynamodb"]
-
-
-def test_OptionalDependencyDownIsDegradedNot503(stack):
     runtime = stack(
         [
             {
                 "service": "dynamodb",
                 "operation": "DescribeTable",
-                "resource": "RateLimitsTable",
+                "resource": "ConnectionsTable",
                 "error": "InternalServerError",
+                "status": 500,
             }
         ]
     )
 
     status, body = get(runtime, "health.json")
 
-    assert (status, body["status"], body["dependencies"]["rateLimits"]) == (200, "degraded", "down")
+    assert (status, body["status"]) == (503, "unhealthy")
+    assert body["dependencies"]["dynamodb"] == {"status": "down", "criticality": "critical", "reason": "RetryableError"}
+    assert [(d["dependency"], d["criticality"]) for d in body["degradations"]] == [("dynamodb", "critical")]
+    assert body["correlationId"] == "corr-health-1"
+
+
+#: One row per dependency the probes watch: the fault, and what /health answers (degradation table).
+DEPENDENCY_DOWN = [
+    # dependency       fault (service, operation, resource, error)                                  HTTP  status
+    ("dynamodb", ("dynamodb", "DescribeTable", "MessagesTable", "InternalServerError"), 503, "unhealthy"),
+    ("dynamodb", ("dynamodb", "DescribeTable", "ConnectionsTable", "AccessDeniedException"), 503, "unhealthy"),
+    ("tokenBlacklist", ("dynamodb", "DescribeTable", "TokenBlacklistTable", "ThrottlingException"), 503, "unhealthy"),
+    ("signingKey", ("secretsmanager", "DescribeSecret", "SigningKeySecret", "InternalServiceError"), 503, "unhealthy"),
+    ("tenantConfig", ("s3", "HeadBucket", "*", "ServiceUnavailable"), 200, "degraded"),
+    ("rateLimits", ("dynamodb", "DescribeTable", "RateLimitsTable", "InternalServerError"), 200, "degraded"),
+]
+
+
+@pytest.mark.parametrize(
+    ("dependency", "fault", "http", "overall"),
+    DEPENDENCY_DOWN,
+    ids=[f"{row[0]}-{row[1][3]}" for row in DEPENDENCY_DOWN],
+)
+def test_EachDependencyDownAnswersPerTheDegradationTable(stack, dependency, fault, http, overall):
+    service, operation, resource, error = fault
+    runtime = stack([{"service": service, "operation": operation, "resource": resource, "error": error}])
+
+    status, body = get(runtime, "health.json")
+
+    assert (status, body["status"]) == (http, overall)
+    assert {name for name, dep in body["dependencies"].items() if dep["status"] != "up"} == {dependency}
+
+
+def test_DynamoDbTimingOutAnswers503WithinOneClientTimeout(stack):
+    runtime = stack([{"service": "dynamodb", "timeout": True}])
+
+    invocation = runtime.invoke("HealthFunction", event("health.json"))
+    body = json.loads(invocation.payload["body"])
+
+    # Every probe and breaker read runs at once with one attempt: one 5 s read timeout, not
+    # seven in a row (which would outlive the function's 15 s and answer no JSON at all).
+    assert not invocation.errored
+    assert invocation.duration <= 5.0
+    assert (invocation.payload["statusCode"], body["status"]) == (503, "unhealthy")
+    assert body["dependencies"]["dynamodb"]["reason"] == "ServiceTimeoutError"
+    assert {b["state"] for b in body["breakers"]} == {"UNKNOWN"}
+    assert {"STATS_UNAVAILABLE", "TIMEOUT_RATE_HIGH"} <= {a["name"] for a in body["alerts"]}
 
 
 def test_OpenBreakerShowsDegraded(stack):
     runtime = stack()
-    from resilience.breaker import CircuitBreaker
-
-    CircuitBreaker.from_env(
-        "cognito.verifyJwt", runtime.client("dynamodb"), env={"BW_BREAKERS_TABLE": "BreakersTable"}
-    ).force_open()
+    force_open(runtime, "cognito.verifyJwt")
 
     status, body = get(runtime, "health.json")
 
     assert (status, body["status"]) == (200, "degraded")
     assert {b["name"]: b["state"] for b in body["breakers"]}["cognito.verifyJwt"] == "OPEN"
+    assert body["dependencies"]["cognito"] == {"status": "down", "criticality": "important", "reason": "breaker OPEN"}
+
+
+def test_OpenTokenBlacklistBreakerIs503(stack):
+    runtime = stack()
+    force_open(runtime, "dynamodb.tokenBlacklist")
+
+    status, body = get(runtime, "health.json")
+
+    # Fail closed: with its breaker open every token counts as revoked, so no speaker gets in.
+    assert (status, body["status"]) == (503, "unhealthy")
+    assert body["dependencies"]["tokenBlacklist"]["status"] == "down"
+    assert {b["name"]: b["dependency"] for b in body["breakers"]}["dynamodb.tokenBlacklist"] == "tokenBlacklist"
+
+
+def test_RecoveryIsSeenAfterTheProbeInterval(stack):
+    runtime = stack(
+        [
+            {
+                "service": "dynamodb",
+                "operation": "DescribeTable",
+                "resource": "ConnectionsTable",
+                "error": "InternalServerError",
+            }
+        ]
+    )
+    assert get(runtime, "health.json")[0] == 503
+
+    runtime.faults.clear()
+    assert get(runtime, "health.json")[0] == 503  # the same round, 10 s of cache
+    runtime.clock.advance(11)
+    status, body = get(runtime, "health.json")
+
+    assert (status, body["status"], body["dependencies"]["dynamodb"]["status"]) == (200, "healthy", "up")
 
 
 def test_ProbesAreCachedBetweenPolls(stack):
     runtime = stack()
     get(runtime, "health.json")
-    probes = runtime.requests[("dynamodb", "DescribeTable")]
+    per_round = {op: runtime.requests[("dynamodb", op)] for op in ("DescribeTable", "GetItem")}
+    assert per_round == {"DescribeTable": 4, "GetItem": len(BREAKERS)}
 
-    get(runtime, "health.json")
+    for _ in range(5):
+        get(runtime, "health.json")
+        get(runtime, "timeout_status.json")
     runtime.clock.advance(11)
     get(runtime, "health.json")
 
-    assert runtime.requests[("dynamodb", "DescribeTable")] == 2 * probes
+    assert {op: runtime.requests[("dynamodb", op)] for op in per_round} == {op: 2 * n for op, n in per_round.items()}
+
+
+# -- /timeout-status -------------------------------------------------------------------------------
 
 
 def test_TimeoutStatusListsConfiguredTimeouts(stack):
-    status, body = get(stack(), "timeout_status.json")
+    runtime = stack(parameters={"DynamoDbReadTimeoutSeconds": "4", "SdkMaxAttempts": "2"})
+
+    status, body = get(runtime, "timeout_status.json")
 
     assert status == 200
-    assert body["timeouts"]["dynamodb"] == {"connect": 3.0, "read": 5.0}
-    assert body["timeouts"]["secretsmanager"] == {"connect": 2.0, "read": 3.0}
-    assert {b["name"] for b in body["breakers"]} == {
-        "apigateway.postToConnection",
-        "cognito.verifyJwt",
-        "dynamodb.tokenBlacklist",
+    assert body["timeouts"]["dynamodb"] == {"connectSeconds": 3.0, "readSeconds": 4.0}
+    assert body["timeouts"]["secretsmanager"] == {"connectSeconds": 2.0, "readSeconds": 3.0}
+    assert body["timeouts"]["s3"] == {"connectSeconds": 2.0, "readSeconds": 3.0}
+    assert body["sdkMaxAttempts"] == 2
+    assert {b["name"]: b["state"] for b in body["breakers"]} == dict.fromkeys(BREAKERS, "CLOSED")
+    assert all({"windowSeconds", "failures", "slowCalls", "recoverySeconds"} <= set(b) for b in body["breakers"])
+    assert body["recentTimeouts"]["dynamodb"]["timeouts"] == 0
+    assert body["correlationId"] == "corr-health-1"
+
+
+def test_TimeoutStatusCountsTimeoutsAndShowsOpenBreakers(stack):
+    runtime = stack(
+        [{"service": "dynamodb", "operation": "DescribeTable", "resource": "MessagesTable", "timeout": True}]
+    )
+    force_open(runtime, "apigateway.postToConnection")
+
+    status, body = get(runtime, "timeout_status.json")
+
+    assert status == 200
+    assert body["recentTimeouts"]["dynamodb"] == {"probes": 2, "timeouts": 1, "averageMs": 2500.0}
+    assert body["recentTimeouts"]["signingKey"]["timeouts"] == 0
+    breakers = {b["name"]: b for b in body["breakers"]}
+    assert (breakers["apigateway.postToConnection"]["state"], breakers["apigateway.postToConnection"]["forced"]) == (
+        "OPEN",
+        True,
+    )
+
+
+def test_TimeoutStatusAnswersWhenTheBreakersTableIsDown(stack):
+    runtime = stack(
+        [{"service": "dynamodb", "operation": "GetItem", "resource": "BreakersTable", "error": "InternalServerError"}]
+    )
+
+    status, body = get(runtime, "timeout_status.json")
+
+    assert status == 200
+    assert {(b["name"], b["state"], b["reason"]) for b in body["breakers"]} == {
+        (name, "UNKNOWN", "BreakerStoreError") for name in BREAKERS
     }
 
 
-def test_UnknownPathIs404(stack):
-    status, body = get(stack(), "health.json", path="/prod/secrets")
+# -- everything else -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/prod/secrets"), ("GET", "/prod/"), ("POST", "/prod/health")])
+def test_UnknownPathIs404(stack, method, path):
+    status, body = get(stack(), "health.json", path=path, method=method)
 
     assert status == 404
-    assert body["error"]["code"] == "NOT_FOUND"
-    assert body["error"]["correlationId"] == "corr-health-1"
+    assert body == {
+        "error": {
+            "code": "NOT_FOUND",
+            "message": "Routes: GET /health, GET /timeout-status",
+            "correlationId": "corr-health-1",
+        }
+    }
 
 
-def test_HealthNeverShowsTheSigningKey(stack):
+def test_AMisconfiguredProbeIntervalIsA500InTheHouseShape(stack):
+    runtime = stack(parameters={"HealthProbeSeconds": "-1"})  # past the template's MinValue, as a hand edit would be
+
+    status, body = get(runtime, "health.json")
+
+    assert status == 500
+    assert body == {
+        "error": {"code": "CONFIGURATION_ERROR", "message": "Service misconfigured", "correlationId": "corr-health-1"}
+    }
+
+
+@contextmanager
+def log_output() -> Iterator[io.StringIO]:
+    """What the functions' Powertools logger writes (its JSON lines), while the block runs."""
+    handlers = [h for h in logging.getLogger("breakwater").handlers if isinstance(h, logging.StreamHandler)]
+    buffer = io.StringIO()
+    previous = [(handler, handler.setStream(buffer)) for handler in handlers]
+    try:
+        yield buffer
+    finally:
+        for handler, stream in previous:
+            if stream is not None:
+                handler.setStream(stream)
+
+
+def test_LogLinesCarryTheCorrelationId(stack):
+    runtime = stack(
+        [
+            {
+                "service": "dynamodb",
+                "operation": "DescribeTable",
+                "resource": "ConnectionsTable",
+                "error": "InternalServerError",
+            }
+        ]
+    )
+    get(runtime, "health.json", path="/prod/warm-up")  # the function's logger exists once it is loaded
+
+    with log_output() as output:
+        get(runtime, "health.json", correlation_id="corr-from-the-caller")
+        get(runtime, "health.json", path="/prod/nope", correlation_id="corr-from-the-caller")
+
+    lines = [json.loads(line) for line in output.getvalue().splitlines()]
+    assert {"dependency down", "health status changed", "unknown route"} <= {line["message"] for line in lines}
+    assert {line["correlation_id"] for line in lines} == {"corr-from-the-caller"}
+    assert {line["function_name"] for line in lines} == {"HealthFunction"}
+
+
+def test_HealthNeverShowsASecretOrTheEnvironment(stack):
     runtime = stack()
     secret = runtime.client("secretsmanager").get_secret_value(SecretId="SigningKeySecret")["SecretString"]
 
-    _, body = get(runtime, "health.json")
+    answers = [json.dumps(get(runtime, name)[1]) for name in ("health.json", "timeout_status.json")]
 
-    assert json.loads(secret)["key"] not in json.dumps(body)
+    for text in answers:
+        assert json.loads(secret)["key"] not in text
+        # No resource names, no environment variables.
+        assert "Table" not in text
+        assert "SigningKeySecret" not in text
+        assert "BW_" not in text

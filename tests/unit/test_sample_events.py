@@ -36,6 +36,7 @@ ENTRY_SCHEMAS = {
     "connect": ("connect.json", None),
     "authorize_connection": ("authorize_connection.json", None),
     "idle_sweep": ("idle_sweep.json", None),
+    "health": ("health.json", None),
 }
 
 #: A function validates with its own copy (events/ is not deployed); the copies must not drift.
