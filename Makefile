@@ -79,8 +79,13 @@ build: $(STAMP)
 		rm -rf $$ws; \
 	done
 
+# Every test run records the IAM grants it used and the calls IAM refused; a refused call
+# is a missing grant in the template and fails the build (`bw iam` prints the report).
+IAM_USAGE := .bw/iam-usage.jsonl
 pytest: $(STAMP) browser
-	$(BIN)/pytest
+	@mkdir -p .bw && rm -f $(IAM_USAGE)
+	BW_IAM_USAGE=$(CURDIR)/$(IAM_USAGE) $(BIN)/pytest
+	$(BIN)/bw iam --usage $(IAM_USAGE) --check
 
 test: lint typecheck cfn-lint sam-validate asl build pytest
 

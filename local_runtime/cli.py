@@ -134,6 +134,7 @@ def invoke(
     try:
         with LocalRuntime(template, parameters=_parameters(param), **_persistence(template, data)) as runtime:
             invocation = runtime.invoke(function, payload)
+            _report_refusals(runtime)
     except TemplateError as exc:
         _fail(str(exc))
         return
@@ -141,6 +142,17 @@ def invoke(
         err.print_json(json.dumps({"errorType": invocation.error_type, "errorMessage": invocation.error_message}))
         raise typer.Exit(1)
     print(json.dumps(invocation.payload, default=str, indent=2))
+
+
+def _report_refusals(runtime: LocalRuntime) -> None:
+    """Calls IAM refused during the command: a missing grant in the template, as AWS would refuse it."""
+    if runtime.iam is None:
+        return
+    for refusal in runtime.iam.usage()["denied"]:
+        err.print(
+            f"[red]AccessDenied[/]: {refusal['role']} may not {refusal['action']} on {refusal['resource']} "
+            f"({refusal['calls']} call{'s' if refusal['calls'] != 1 else ''}); add the grant to the template's Policies"
+        )
 
 
 @app.command()
@@ -166,6 +178,7 @@ def run(
         return
     save_execution(result)
     result.trace().render(console)
+    _report_refusals(runtime)
     console.print_json(json.dumps(result.output, default=str)) if result.output is not None else None
     if html:
         _write_html(result, html)
@@ -352,6 +365,81 @@ def breakers_force_open(
     with _breaker_store(template) as store:
         _breaker(name, store).force_open()
     console.print(f"{name}: [red]OPEN[/] (forced until `bw breakers reset {name}`)")
+
+
+@app.command("iam")
+def iam_report(
+    template: TemplateOption = Path("template.yaml"),
+    params: ParamOption = None,
+    usage: Annotated[
+        list[Path] | None,
+        typer.Option("--usage", help="Usage recorded by runs with BW_IAM_USAGE=FILE (repeatable)."),
+    ] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any recorded call was refused.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Least privilege: per role, the grants the template gives vs the grants recorded runs used."""
+    from rich.table import Table
+
+    from local_runtime import iam, limits
+    from local_runtime.template import LocalTemplate
+
+    try:
+        loaded = LocalTemplate.load(template, parameter_overrides=_parameters(params))
+        model = iam.template_model(loaded)
+    except (TemplateError, iam.IamError) as exc:
+        _fail(str(exc))
+    records = iam.read_usage(usage or [])
+    reports = iam.report(model, records)
+    warnings = limits.timeout_warnings(loaded)
+    missing = [(r.role, a, res, n) for r in reports for a, res, n in r.denied]
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "roles": [
+                        {
+                            "role": r.role,
+                            "callers": list(r.callers),
+                            "granted": len(r.granted),
+                            "used": [
+                                {"action": g.action, "resource": g.resource, "calls": n} for g, n in r.used.items()
+                            ],
+                            "unused": [
+                                {"action": g.action, "resource": g.resource, "policy": g.policy} for g in r.unused
+                            ],
+                            "missing": [{"action": a, "resource": res, "calls": n} for a, res, n in r.denied],
+                        }
+                        for r in reports
+                    ],
+                    "timeoutWarnings": warnings,
+                }
+            )
+        )
+    else:
+        table = Table(title=f"IAM: granted vs used ({len(records)} recorded runs of {template})")
+        for column in ("role", "acts for", "granted", "used", "unused (never called)", "missing (refused)"):
+            table.add_column(column, overflow="fold")
+        for r in reports:
+            table.add_row(
+                r.role,
+                ", ".join(r.callers),
+                str(len(r.granted) - len(r.platform)),
+                str(len(r.used)),
+                "\n".join(f"{g.action} {g.resource}" for g in r.unused) or "-",
+                "\n".join(f"[red]{a} {res}[/] x{n}" for a, res, n in r.denied) or "-",
+            )
+        console.print(table)
+        console.print(
+            "Grants the Lambda service uses for the function (logs:*, xray:*) are not counted. "
+            "Used/unused need recorded runs: BW_IAM_USAGE=FILE before `make test` or `bw run`."
+        )
+        for warning in warnings:
+            console.print(f"[yellow]timeout warning:[/] {warning}")
+    if check and missing:
+        for role, action, resource, n in missing:
+            err.print(f"missing grant: {role} needs {action} on {resource} ({n} refused calls)")
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ using the real monotonic clock, which the patch does not touch.
 
 from __future__ import annotations
 
+import contextvars
 import random
 import threading
 import time
@@ -186,10 +187,13 @@ class VirtualClock:
 
     def wrap_thread_target(self, target: Callable[..., Any], *, detached: bool) -> Callable[..., Any]:
         cursor = self.fork(detached=detached)
+        # A thread carries its starter's context variables (who is calling, for IAM), as an
+        # asyncio task does: a handler's worker threads sign with the handler's role.
+        context = contextvars.copy_context()
 
         def run(*args: Any, **kwargs: Any) -> Any:
             with self.bound(cursor):
-                return target(*args, **kwargs)
+                return context.run(target, *args, **kwargs)
 
         return run
 

@@ -25,13 +25,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from local_runtime import iam
 from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
 from local_runtime.environ import ThreadEnviron
+from local_runtime.packaging import PackageView, importing_as
 
 __all__ = ["FunctionSpec", "Invocation", "LambdaContext", "LocalFunction"]
 
 # Imports change sys.path and sys.modules for the whole process: one at a time.
 _IMPORT_LOCK = threading.RLock()
+#: Third-party modules of each requirements build, shared by the functions (and runtimes) using it.
+_DEPENDENCIES: dict[Path, dict[str, ModuleType]] = {}
 
 
 @dataclass(frozen=True)
@@ -96,12 +100,19 @@ class LocalFunction:
 
     spec: FunctionSpec
     clock: VirtualClock
+    #: The execution role its calls are signed with (None: IAM not enforced).
+    role: str | None = None
+    #: What it can import (see :mod:`local_runtime.packaging`); None: its code and layers
+    #: first on the developer's path, nothing enforced.
+    view: PackageView | None = None
     _handler: Callable[[Any, Any], Any] | None = None
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
 
     @property
     def roots(self) -> list[Path]:
+        if self.view is not None:
+            return list(self.view.roots)
         # Layer content is built into /opt/python; unbuilt, its ContentUri is the package root.
         return [self.spec.code_dir, *self.spec.layer_dirs]
 
@@ -110,16 +121,25 @@ class LocalFunction:
         if not module_name:
             raise ValueError(f"{self.spec.logical_id}: Handler must be 'module.function', got {self.spec.handler!r}")
         roots = [str(p.resolve()) for p in self.roots]
-        own_names = _top_level_names(self.roots)
-        with _IMPORT_LOCK, self._environment():
+        view = self.view
+        own_names = view.names if view is not None else _top_level_names(self.roots)
+        with _IMPORT_LOCK, self._environment(), importing_as(view, cold_start=True):
             before = dict(sys.modules)
             # Shadow this function's own modules loaded elsewhere, and any module of the
             # same name (a test's or a benchmark's "delivery"), so imports find its files.
+            shared = view.shared if view is not None else frozenset()
             shadowed = {
-                name: mod for name, mod in before.items() if _is_under(mod, roots) or name.split(".", 1)[0] in own_names
+                name: mod
+                for name, mod in before.items()
+                if _is_under(mod, roots) or ((top := name.split(".", 1)[0]) in own_names and top not in shared)
             }
             for name in shadowed:
                 del sys.modules[name]
+            # Third-party code of its builds is loaded once per process (it keeps no state
+            # of the function's); its own code and its layers' are imported afresh.
+            if view is not None:
+                for root in view.dependency_roots:
+                    sys.modules.update(_DEPENDENCIES.get(root, {}))
             saved_path = list(sys.path)
             sys.path[:0] = roots
             try:
@@ -131,7 +151,15 @@ class LocalFunction:
                 # back whatever another function (or the test) had loaded.
                 for name, mod in list(sys.modules.items()):
                     if _is_under(mod, roots):
-                        self._modules[name] = mod
+                        dependency = (
+                            next((r for r in view.dependency_roots if _is_under(mod, [str(r)])), None)
+                            if view is not None
+                            else None
+                        )
+                        if dependency is not None:
+                            _DEPENDENCIES.setdefault(dependency, {})[name] = mod
+                        else:
+                            self._modules[name] = mod
                         del sys.modules[name]
                 sys.modules.update(shadowed)
         if not callable(handler):
@@ -154,10 +182,16 @@ class LocalFunction:
         cold = self._handler is None
         if self._handler is None:
             try:
-                self._handler = self._load()
+                with iam.acting_as(self.role, self.spec.function_name):
+                    self._handler = self._load()
             except Exception as exc:  # noqa: BLE001 - an init failure is the invocation's answer, as on AWS
-                kind = "Runtime.HandlerNotFound" if isinstance(exc, AttributeError) else "Runtime.ImportModuleError"
-                message = f"Unable to import module '{self.spec.handler}': {exc}"
+                module_name = self.spec.handler.rpartition(".")[0]
+                if isinstance(exc, AttributeError):
+                    kind = "Runtime.HandlerNotFound"
+                    message = f"Handler '{self.spec.handler.rpartition('.')[2]}' missing on module '{module_name}'"
+                else:
+                    kind = "Runtime.ImportModuleError"
+                    message = f"Unable to import module '{module_name}': {exc}"
                 payload = {"errorType": kind, "errorMessage": message}
                 invocation = Invocation(
                     self.spec.logical_id, str(uuid.uuid4()), payload, kind, message, self.clock.now()
@@ -169,7 +203,12 @@ class LocalFunction:
         context = LambdaContext(self.spec, self.clock, deadline)
         invocation = Invocation(self.spec.logical_id, context.aws_request_id, None, started_at=start, cold_start=cold)
         try:
-            with self._environment(), self.clock.deadline(self.spec.timeout):
+            with (
+                self._environment(),
+                self.clock.deadline(self.spec.timeout),
+                iam.acting_as(self.role, self.spec.function_name),
+                importing_as(self.view),
+            ):
                 invocation.payload = self._handler(event, context)
             json.dumps(invocation.payload, default=str)
         except LambdaTimeoutInterrupt:

@@ -24,10 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local_runtime import seams
+from local_runtime import iam as iam_hooks
+from local_runtime import limits, packaging, seams
 from local_runtime.clock import VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rules, request_resources
+from local_runtime.iam import AccessRequest, IamModel, load_roles
 from local_runtime.identity import IdentityProvider
 from local_runtime.lambdas import Invocation, LocalFunction
 from local_runtime.template import ACCOUNT_ID, LocalTemplate, ScheduleSpec, TemplateError
@@ -40,6 +42,7 @@ __all__ = ["ExecutionResult", "LocalRuntime", "fake_aws_environment"]
 
 _LAMBDA_ROLE = "bw-local-lambda-role"
 _STATES_ROLE = "bw-local-states-role"
+_USAGE_LOCK = threading.Lock()
 
 #: Set before anything creates a boto3 session, so no call can find real credentials.
 FAKE_AWS_ENV = {
@@ -145,6 +148,7 @@ class LocalRuntime:
         state_dir: str | Path | None = None,
         persist_tables: Iterable[str] = (),
         data: str | Path | Iterable[str | Path] | None = None,
+        iam: bool | None = None,
     ) -> None:
         self.template_path = Path(template)
         self.parameters = dict(parameters or {})
@@ -173,6 +177,14 @@ class LocalRuntime:
         self.requests: Counter[tuple[str, str]] = Counter()
         #: The offline Cognito: JWKS for every user pool, and test tokens (see :mod:`local_runtime.identity`).
         self.identity = IdentityProvider(self.state_dir)
+        #: Every call acts with its caller's role (see :mod:`local_runtime.iam`); ``iam=False``
+        #: (or ``BW_IAM=off``) is the escape hatch for a test that wants it off.
+        self.enforce_iam = (
+            iam if iam is not None else os.environ.get("BW_IAM", "on").lower() not in ("off", "0", "false")
+        )
+        self.iam: IamModel | None = None
+        self.account_id = ACCOUNT_ID
+        self._secret_arns: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> LocalRuntime:
@@ -185,6 +197,8 @@ class LocalRuntime:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         seams.activate(self)
+        iam_hooks.install(seams.active)
+        packaging.install_guard()
         seams.configure_clock(self.clock)
         self.clock.install()
         ThreadEnviron.install()
@@ -203,6 +217,7 @@ class LocalRuntime:
         if not self._started:
             return
         self._save_tables()
+        self._record_iam_usage()
         self._started = False
         ThreadEnviron.uninstall()
         self.clock.uninstall()
@@ -233,14 +248,11 @@ class LocalRuntime:
 
     # -- provisioning --------------------------------------------------------------
     def _provision(self) -> None:
-        iam = self.client("iam")
-        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
-        for role in (_LAMBDA_ROLE, _STATES_ROLE):
-            iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
         self._create_tables()
         self._create_buckets()
         self._create_secrets()
         self._create_queues()
+        self._create_roles()
         self._create_functions()
         self._create_state_machines()
         self._create_schedules()
@@ -333,7 +345,47 @@ class LocalRuntime:
             value = props.get("SecretString")
             if not isinstance(value, str):
                 value = self._generated_secret(logical_id, props.get("GenerateSecretString") or {})
-            secrets.create_secret(Name=logical_id, SecretString=value)
+            created = secrets.create_secret(Name=logical_id, SecretString=value)
+            self._secret_arns[logical_id] = str(created["ARN"])
+
+    def _create_roles(self) -> None:
+        """The roles SAM generates, as IAM would hold them; each caller acts with its own."""
+        iam = self.client("iam")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+        for default in (_LAMBDA_ROLE, _STATES_ROLE):
+            iam.create_role(RoleName=default, AssumeRolePolicyDocument=trust)
+        if not self.enforce_iam:
+            return
+        # On AWS a secret's Ref is its ARN: so it is in the policies that name it.
+        resolver = self.template.resolver({lid: {"Ref": arn} for lid, arn in self._secret_arns.items()})
+        self.iam = load_roles(
+            self.template.path, self.template.raw, resolver, stack_name=self.template.stack_name, account=ACCOUNT_ID
+        )
+        for role in self.iam.roles.values():
+            iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=trust)
+
+    def _role_of(self, logical_id: str, default: str) -> str:
+        role = self.iam.role_for(logical_id) if self.iam is not None else None
+        return role.arn if role is not None else f"arn:aws:iam::{ACCOUNT_ID}:role/{default}"
+
+    def physical_request(self, request: AccessRequest) -> AccessRequest:
+        """The ARN IAM sees for a resource the caller named by name (a secret)."""
+        if request.action.lower().startswith("secretsmanager:") and request.resource in self._secret_arns:
+            return AccessRequest(request.action, self._secret_arns[request.resource], request.context)
+        return request
+
+    def _record_iam_usage(self) -> None:
+        """Append this run's grants used and calls refused to ``BW_IAM_USAGE`` (read by ``bw iam``)."""
+        target = os.environ.get("BW_IAM_USAGE")
+        if not target or self.iam is None:
+            return
+        usage = self.iam.usage()
+        if not usage["used"] and not usage["denied"]:
+            return
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _USAGE_LOCK, path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(usage) + "\n")
 
     def _load_data(self, path: Path) -> None:
         """Load a stack-data file: S3 objects per bucket and DynamoDB items per table, by logical id.
@@ -395,8 +447,8 @@ class LocalRuntime:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr("README.txt", "handlers run in-process by the breakwater local runtime")
-        role = f"arn:aws:iam::{ACCOUNT_ID}:role/{_LAMBDA_ROLE}"
         for logical_id, spec in self.template.functions.items():
+            role = self._role_of(logical_id, _LAMBDA_ROLE)
             lam.create_function(
                 FunctionName=spec.function_name,
                 Runtime="python3.13",
@@ -407,12 +459,17 @@ class LocalRuntime:
                 MemorySize=spec.memory,
                 Environment={"Variables": dict(spec.environment)},
             )
-            self.functions[logical_id] = LocalFunction(spec, self.clock)
+            self.functions[logical_id] = LocalFunction(
+                spec,
+                self.clock,
+                role=role if self.iam is not None else None,
+                view=packaging.package_view(logical_id, spec.code_dir, spec.layer_dirs),
+            )
 
     def _create_state_machines(self) -> None:
         sfn = self.client("stepfunctions")
-        role = f"arn:aws:iam::{ACCOUNT_ID}:role/{_STATES_ROLE}"
         for spec in self.template.state_machines.values():
+            role = self._role_of(spec.logical_id, _STATES_ROLE)
             sfn.create_state_machine(
                 name=spec.name, definition=json.dumps(spec.definition), roleArn=role, type=spec.type
             )
@@ -505,6 +562,11 @@ class LocalRuntime:
         """moto's Lambda invoke, answered by the handler itself (seam)."""
         payload = json.loads(event) if isinstance(event, str) else event
         invocation = self.function(function_name).invoke({} if payload is None else payload)
+        # A synchronous caller gets Lambda's error instead of a response over the quota.
+        too_large = limits.check_invoke_response(len(invocation.response_payload().encode("utf-8")))
+        if too_large is not None and not invocation.errored:
+            invocation.error_type, invocation.error_message = too_large["errorType"], too_large["errorMessage"]
+            invocation.payload = too_large
         return invocation.response_payload(), invocation.errored, ""
 
     def count_request(self, service: str, operation: str) -> None:

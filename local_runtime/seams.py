@@ -22,9 +22,11 @@ import logging
 import pkgutil
 import re
 import threading
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from local_runtime import iam, limits
+from local_runtime.protocols import error_response
 
 if TYPE_CHECKING:
     from local_runtime.runtime import LocalRuntime
@@ -73,6 +75,18 @@ SEAMS: tuple[tuple[str, str], ...] = (
         "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service",
         "StateTaskService._get_timed_out_failure_event",
     ),
+    ("moto.stepfunctions.parser.asl.eval.event.event_manager", "EventManager._mutex"),
+    ("moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iteration_worker", "CustomErrorName"),
+    ("moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branches_decl", "CustomErrorName"),
+    ("moto.stepfunctions.parser.asl.utils.boto_client", "Config"),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+        "StateTaskServiceDynamoDB._error_cause_from_client_error",
+    ),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+        "StateTaskServiceDynamoDB._eval_service_task",
+    ),
 )
 
 _active: LocalRuntime | None = None
@@ -104,8 +118,8 @@ def _resolve(module_name: str, path: str) -> Any:
     module = importlib.import_module(module_name)
     target: Any = module
     for part in path.split("."):
-        if part == "_history_event_list":
-            # An instance attribute: check the constructor assigns it.
+        if isinstance(target, type) and not hasattr(target, part):
+            # An instance attribute (``EventManager._mutex``): check the constructor assigns it.
             source = getattr(target, "__init__", None)
             code = getattr(source, "__code__", None)
             if code is None or part not in code.co_names:
@@ -147,6 +161,11 @@ def install_seams() -> None:
         _quiet_missing_path_logs()
         _install_jwks()
         _install_service_timeouts()
+        _install_branch_error_names()
+        _install_parameter_validation()
+        _install_dynamodb_fidelity()
+        # After _install_websockets: the 128 KB PostToConnection limit wraps that hook.
+        limits.install()
         _installed = True
 
 
@@ -178,6 +197,16 @@ def _install_botocore_faults() -> None:
         if runtime is None:
             return original(self, request, operation_model, context)
         runtime.count_request(operation_model.service_model.service_name, operation_model.name)
+        if iam.pending_denial() is not None:
+            # IAM refuses before the service sees the request: no fault applies to it.
+            return original(self, request, operation_model, context)
+        refused = _invoke_request_too_large(request, operation_model)
+        if refused is not None:
+            _local.pending = error_response(operation_model, refused.code, refused.message, refused.status)
+            try:
+                return original(self, request, operation_model, context)
+            finally:
+                _local.pending = None
         fault = runtime.decide_fault(
             service=operation_model.service_model.service_name,
             operation=operation_model.name,
@@ -197,13 +226,24 @@ def _install_botocore_faults() -> None:
             runtime.clock.sleep(fault.latency)
         if fault.error is None or fault.error == "ConnectTimeout":
             return original(self, request, operation_model, context)
-        _local.pending = _error_response(operation_model, fault.error, fault.message, fault.status)
+        _local.pending = error_response(operation_model, fault.error, fault.message, fault.status)
         try:
             return original(self, request, operation_model, context)
         finally:
             _local.pending = None
 
     Endpoint._do_get_response = _do_get_response  # type: ignore[attr-defined]
+
+
+def _invoke_request_too_large(request: Any, operation_model: Any) -> Any:
+    """Lambda refuses an Invoke whose payload is over its quota before running anything."""
+    if operation_model.service_model.service_name != "lambda" or operation_model.name != "Invoke":
+        return None
+    body = request.body or b""
+    size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else 0
+    kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    return limits.check_invoke_request(size, kind)
 
 
 def _client_timeouts(endpoint: Any, context: Any) -> tuple[float | None, float | None]:
@@ -221,37 +261,6 @@ def _client_timeouts(endpoint: Any, context: Any) -> tuple[float | None, float |
     )
 
 
-def _error_response(operation_model: Any, code: str, message: str, status: int) -> tuple[int, dict[str, str], str]:
-    """An error body in the service's own protocol, so botocore parses it as AWS's."""
-    protocol = operation_model.service_model.resolved_protocol
-    request_id = str(uuid.uuid4())
-    if protocol == "json":
-        prefix = operation_model.service_model.metadata.get("targetPrefix", "")
-        return (
-            status,
-            {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": request_id},
-            json.dumps({"__type": f"{prefix}#{code}" if prefix else code, "message": message}),
-        )
-    if protocol == "rest-json":
-        return (
-            status,
-            {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": request_id},
-            json.dumps({"message": message}),
-        )
-    if protocol in ("query", "ec2"):
-        return (
-            status,
-            {"Content-Type": "text/xml", "x-amzn-RequestId": request_id},
-            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
-            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>",
-        )
-    return (
-        status,
-        {"Content-Type": "application/xml", "x-amz-request-id": request_id},
-        f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>",
-    )
-
-
 def _install_stubber() -> None:
     from botocore.awsrequest import AWSResponse
     from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
@@ -259,7 +268,9 @@ def _install_stubber() -> None:
     original = BotocoreStubber.__call__
 
     def stubber_call(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
-        pending = getattr(_local, "pending", None)
+        pending = iam.take_pending_denial() if self.enabled else None
+        if pending is None:
+            pending = getattr(_local, "pending", None)
         if pending is not None and self.enabled:
             _local.pending = None
             status, headers, body = pending
@@ -405,8 +416,9 @@ def _install_interpreter_time() -> None:
         frame = env.open_frame()
         frame.states.reset(input_value=env.states.get_input())
         frame.stack = copy.deepcopy(env.stack)
-        history = env.event_manager._history_event_list
-        first_event = len(history)
+        # The frame's events chain from here (each one's previousEventId is the one before).
+        frame_source = frame.event_history_context.source_event_id
+        first_event = len(env.event_manager._history_event_list)
         error: Exception | None = None
         start = clock.now()
         # The task runs to completion on its own timeline (the Lambda keeps
@@ -417,17 +429,18 @@ def _install_interpreter_time() -> None:
                 self._eval_execution(frame)
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the timeout check
                 error = exc
-        elapsed = branch.now - start
+        # A Map or Parallel ends when its last branch does. The branches' threads
+        # only record that on the cursor (``joined``); it reaches ``now`` when this
+        # thread next reads the time, which a failing Map may never do in the branch
+        # (it re-raises without logging or adding an event).
+        elapsed = max(branch.now, branch.joined) - start
         timed_out = elapsed > timeout_seconds
         clock.sleep(min(elapsed, timeout_seconds))
         frame.set_ended()
         env.close_frame(frame)
         if timed_out:
             # What the task reported after the deadline never reached the execution.
-            deadline = _iso(start + timeout_seconds)
-            history[first_event:] = [
-                e for e in history[first_event:] if not (_is_task_outcome(e) and str(e["timestamp"]) > deadline)
-            ]
+            _drop_late_outcomes(env.event_manager, first_event, frame_source, _iso(start + timeout_seconds))
             raise EvalTimeoutError()
         if error is not None:
             raise error
@@ -450,8 +463,31 @@ def _install_interpreter_time() -> None:
     ExecutionState._evaluate_with_timeout = _evaluate_with_timeout  # type: ignore[method-assign]
 
 
+def _drop_late_outcomes(event_manager: Any, first_event: int, frame_source: int, deadline: str) -> None:
+    """Remove the outcome events a timed-out task's frame published after its deadline.
+
+    Map iterations and Parallel branches append to the same history concurrently, so
+    only events chained (by ``previousEventId``) to the task's own frame are this
+    task's; another iteration's ``TaskSucceeded`` after this deadline is legitimate.
+    ``EventManager._mutex`` keeps other threads from appending while the list is rewritten.
+    """
+    with event_manager._mutex:
+        history = event_manager._history_event_list
+        ours = {frame_source}
+        kept = []
+        for event in history[first_event:]:
+            if event.get("previousEventId") in ours:
+                ours.add(event.get("id"))
+                if _is_task_outcome(event) and str(event["timestamp"]) > deadline:
+                    continue
+            kept.append(event)
+        history[first_event:] = kept
+
+
 def _is_task_outcome(event: Any) -> bool:
-    kind = str(event.get("type", ""))
+    # moto stores the type as its HistoryEventType enum, whose str() is "HistoryEventType.TaskSucceeded".
+    kind = event.get("type", "")
+    kind = str(getattr(kind, "value", kind))
     return kind.startswith(("Task", "LambdaFunction")) and kind.endswith(("Succeeded", "Failed", "TimedOut"))
 
 
@@ -617,9 +653,14 @@ def _install_service_timeouts() -> None:
 
 
 def _timeouts_first(from_error: Callable[..., Any]) -> Callable[..., Any]:
+    from botocore.exceptions import ParamValidationError
+
     def _from_error(self: Any, env: Any, ex: Exception) -> Any:
         if isinstance(ex, TimeoutError):
             return self._get_timed_out_failure_event(env)
+        if isinstance(ex, ParamValidationError):
+            # See _install_parameter_validation: on AWS the service rejects the request.
+            ex = _validation_client_error(ex, self)
         return from_error(self, env, ex)
 
     _from_error._bw_timeouts = True  # type: ignore[attr-defined]
@@ -703,3 +744,123 @@ def _install_context_object_fixes() -> None:
             self.start_time = _iso(self.start_time.timestamp())
 
     ExecutionDetails.__init__ = __init__  # type: ignore[method-assign]
+
+
+# -- Map and Parallel failures ---------------------------------------------------------------
+def _install_branch_error_names() -> None:
+    """A Map iteration or Parallel branch that fails with a ``States.*`` error (a task's
+    ``States.Timeout``) fails the Map or Parallel with that error on AWS, where a Catch
+    or Retry can match it. moto wraps the branch's error name in ``CustomErrorName``,
+    which refuses names starting with ``States.``, so the state failed with
+    ``States.Runtime`` instead. Build those names as moto builds its own States errors."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
+    from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+
+    for module in (iteration_worker, branches_decl):
+        module.CustomErrorName = _branch_error_name  # type: ignore[attr-defined]
+
+
+def _branch_error_name(error_name: str | None = None) -> Any:
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+        ILLEGAL_CUSTOM_ERROR_PREFIX,
+        CustomErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+
+    if error_name is None or not error_name.startswith(ILLEGAL_CUSTOM_ERROR_PREFIX):
+        return CustomErrorName(error_name=error_name)
+    try:
+        # A StatesErrorName, so States.TaskFailed does not match States.Timeout (as on AWS).
+        return StatesErrorName.from_name(error_name)
+    except ValueError:
+        # A States.* name moto's grammar does not know: matched by name only.
+        return ErrorName(error_name=error_name)
+
+
+# -- SDK and optimised integrations ------------------------------------------------------------
+def _install_parameter_validation() -> None:
+    """moto builds the interpreter's clients with ``parameter_validation=False``, so a bad
+    parameter (a DynamoDB Item not in AttributeValue form) crashes somewhere in the
+    serialiser. On AWS the service answers ValidationException, which the integration
+    reports as a task failure (``DynamoDB.AmazonDynamoDBException``). Validate, and turn
+    botocore's ParamValidationError into that service error (see ``_timeouts_first``).
+    :func:`_install_client_cache` caches the clients built here."""
+    from botocore.config import Config
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    def validating_config(*args: Any, **kwargs: Any) -> Config:
+        kwargs["parameter_validation"] = True
+        return Config(*args, **kwargs)
+
+    setattr(boto_client, "Config", validating_config)  # noqa: B010 - the module's own name for it
+
+
+def _validation_client_error(ex: Exception, state: Any) -> Exception:
+    """The ValidationException a service returns for a request its model rejects."""
+    import uuid
+
+    from botocore.exceptions import ClientError
+
+    report = str(getattr(ex, "kwargs", {}).get("report", ex)).strip()
+    problems = [line.strip() for line in report.splitlines() if line.strip()]
+    message = f"{len(problems)} validation error{'s' if len(problems) != 1 else ''} detected: {'; '.join(problems)}"
+    try:
+        operation = str(state._get_boto_service_action())
+    except Exception:  # noqa: BLE001 - only names the operation in the message
+        operation = "Unknown"
+    response: Any = {
+        "Error": {"Code": "ValidationException", "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": str(uuid.uuid4()), "HTTPHeaders": {}},
+    }
+    return ClientError(
+        response,
+        "".join(part.title() for part in operation.split("_")),
+    )
+
+
+#: DynamoDB errors Step Functions names after their own exception class; the others are
+#: not modelled by the SDK it uses and surface as the service's base exception.
+_DYNAMODB_UNMODELLED_ERRORS = frozenset({"ValidationException", "SerializationException"})
+
+#: Response members DynamoDB returns only when the request asks for them.
+_DYNAMODB_ON_REQUEST = (
+    ("ConsumedCapacity", "ReturnConsumedCapacity", ("TOTAL", "INDEXES")),
+    ("ItemCollectionMetrics", "ReturnItemCollectionMetrics", ("SIZE",)),
+)
+
+
+def _install_dynamodb_fidelity() -> None:
+    """The optimised DynamoDB integration as AWS records it: a ValidationException is
+    ``DynamoDB.AmazonDynamoDBException`` (cause ``... Error Code: ValidationException``),
+    and the output carries ``ConsumedCapacity``/``ItemCollectionMetrics`` only when the
+    task asked for them (moto's DynamoDB always returns ``ConsumedCapacity``)."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb import (
+        StateTaskServiceDynamoDB,
+    )
+
+    original_cause: Callable[[Any], tuple[str, str]] = StateTaskServiceDynamoDB._error_cause_from_client_error
+
+    def _error_cause_from_client_error(client_error: Any) -> tuple[str, str]:
+        error, cause = original_cause(client_error)
+        if client_error.response["Error"]["Code"] in _DYNAMODB_UNMODELLED_ERRORS:
+            error = "DynamoDB.AmazonDynamoDBException"
+        return error, cause
+
+    StateTaskServiceDynamoDB._error_cause_from_client_error = staticmethod(  # type: ignore[method-assign]
+        _error_cause_from_client_error
+    )
+
+    original_eval = StateTaskServiceDynamoDB._eval_service_task
+
+    def _eval_service_task(
+        self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+    ) -> None:
+        original_eval(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+        response = env.stack[-1]
+        if isinstance(response, dict):
+            for member, parameter, values in _DYNAMODB_ON_REQUEST:
+                if normalised_parameters.get(parameter) not in values:
+                    response.pop(member, None)
+
+    StateTaskServiceDynamoDB._eval_service_task = _eval_service_task  # type: ignore[method-assign]

@@ -78,6 +78,13 @@ class LocalTemplate:
     functions: dict[str, FunctionSpec]
     state_machines: dict[str, StateMachineSpec]
     schedules: list[ScheduleSpec] = field(default_factory=list)
+    #: The template as SAM CLI read it (parameters applied), for SAM's translator (IAM).
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def resolver(self, overrides: dict[str, dict[str, Any]] | None = None) -> Any:
+        """SAM's IntrinsicResolver on the local stack; ``overrides`` replace a resource's
+        attributes (e.g. a secret's Ref is its ARN, known once the secret exists)."""
+        return _resolver(self.raw, self.resources, self.region, self.stack_name, self.parameters, overrides)
 
     @classmethod
     def load(
@@ -155,7 +162,9 @@ class LocalTemplate:
             state_machines[logical_id] = _state_machine(logical_id, props, base, resolver, region)
 
         schedules = _schedules(resources, resolver)
-        return cls(template_path, region, stack_name, parameters, resources, functions, state_machines, schedules)
+        return cls(
+            template_path, region, stack_name, parameters, resources, functions, state_machines, schedules, template
+        )
 
     def of_type(self, *types: str) -> dict[str, dict[str, Any]]:
         return {lid: r for lid, r in self.resources.items() if r.get("Type") in types}
@@ -240,7 +249,14 @@ def _arn(resource_type: str, logical_id: str, region: str) -> str | None:
 
 
 def _resolver(
-    template: dict[str, Any], resources: dict[str, Any], region: str, stack_name: str, parameters: dict[str, Any]
+    template: dict[str, Any],
+    resources: dict[str, Any],
+    region: str,
+    stack_name: str,
+    parameters: dict[str, Any],
+    overrides: dict[str, dict[str, Any]] | None = None,
+    *,
+    named: bool = True,
 ) -> Any:
     from samcli.lib.intrinsic_resolver.intrinsic_property_resolver import IntrinsicResolver
     from samcli.lib.intrinsic_resolver.intrinsics_symbol_table import IntrinsicsSymbolTable
@@ -267,16 +283,41 @@ def _resolver(
         if rtype == "AWS::S3::Bucket":
             entry["Ref"] = logical_id.lower()
         if rtype in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
+            name = logical_id
+            if named:
+                name = _state_machine_name(logical_id, resource, template, resources, region, stack_name, parameters)
+                arn = f"arn:{PARTITION}:states:{region}:{ACCOUNT_ID}:stateMachine:{name}"
+                entry["Arn"] = arn
             entry["Ref"] = arn
-            entry["Name"] = logical_id
+            entry["Name"] = name
         if rtype == "AWS::SecretsManager::Secret":
             entry["Ref"] = logical_id
         if rtype == "AWS::ApiGatewayV2::Api":
             entry["Ref"] = logical_id.lower()
             entry["ApiEndpoint"] = f"wss://{logical_id.lower()}.execute-api.{region}.amazonaws.com"
+        entry.update((overrides or {}).get(logical_id, {}))
         translator[logical_id] = entry
     symbols = IntrinsicsSymbolTable(template=template, logical_id_translator=translator)
     return IntrinsicResolver(template=template, symbol_resolver=symbols)
+
+
+def _state_machine_name(
+    logical_id: str,
+    resource: dict[str, Any],
+    template: dict[str, Any],
+    resources: dict[str, Any],
+    region: str,
+    stack_name: str,
+    parameters: dict[str, Any],
+) -> str:
+    """A state machine's ``Name`` as CloudFormation would create it (the logical id when unnamed)."""
+    raw = (resource.get("Properties") or {}).get("Name")
+    if raw is None:
+        return logical_id
+    if isinstance(raw, str):
+        return raw
+    bootstrap = _resolver(template, resources, region, stack_name, parameters, named=False)
+    return str(bootstrap.intrinsic_property_resolver({"Name": raw}, ignore_errors=False)["Name"])
 
 
 def _state_machine(logical_id: str, props: dict[str, Any], base: Path, resolver: Any, region: str) -> StateMachineSpec:
@@ -302,10 +343,15 @@ def _state_machine(logical_id: str, props: dict[str, Any], base: Path, resolver:
         definition = json.loads(text)
     except ValueError as exc:
         raise TemplateError(f"{logical_id}: definition is not valid JSON: {exc}") from exc
-    arn = f"arn:{PARTITION}:states:{region}:{ACCOUNT_ID}:stateMachine:{logical_id}"
+    name = str(
+        resolver.intrinsic_property_resolver({"Name": {"Fn::GetAtt": [logical_id, "Name"]}}, ignore_errors=False)[
+            "Name"
+        ]
+    )
+    arn = f"arn:{PARTITION}:states:{region}:{ACCOUNT_ID}:stateMachine:{name}"
     return StateMachineSpec(
         logical_id=logical_id,
-        name=logical_id,
+        name=name,
         arn=arn,
         type=str(props.get("Type", "STANDARD")).upper(),
         definition=definition,

@@ -15,11 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Connection", "ConnectionGoneError", "ConnectionRegistry"]
+__all__ = ["Connection", "ConnectionGoneError", "ConnectionRegistry", "PayloadTooLargeError"]
 
 
 class ConnectionGoneError(Exception):
     """The connection is unknown or closed (API Gateway answers 410 GoneException)."""
+
+
+class PayloadTooLargeError(Exception):
+    """``Data`` is over the 128 KB message quota (API Gateway answers 413 PayloadTooLargeException)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"Message of {size} bytes exceeds the maximum message payload size of {limit} bytes")
+        self.size = size
+        self.limit = limit
 
 
 @dataclass
@@ -74,6 +83,10 @@ class ConnectionRegistry:
                 connection.closed_at = self._clock()
 
     def post(self, connection_id: str, data: bytes) -> None:
+        """``postToConnection``: 413 past the message quota, 410 for a gone connection."""
+        from local_runtime.limits import check_post_to_connection
+
+        check_post_to_connection(bytes(data))
         with self._lock:
             self._open(connection_id).received.append(bytes(data))
 
