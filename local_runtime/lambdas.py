@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,29 +27,15 @@ from typing import Any
 from local_runtime import iam
 from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
 from local_runtime.environ import ThreadEnviron
-from local_runtime.packaging import PackageView, importing_as
+from local_runtime.models import FunctionSpec, Invocation
+from local_runtime.packaging import PackageView, importing_as, is_under
 
-__all__ = ["FunctionSpec", "Invocation", "LambdaContext", "LocalFunction"]
+__all__ = ["FunctionSpec", "Invocation", "LambdaContext", "LocalFunction"]  # data types live in models
 
 # Imports change sys.path and sys.modules for the whole process: one at a time.
 _IMPORT_LOCK = threading.RLock()
 #: Third-party modules of each requirements build, shared by the functions (and runtimes) using it.
 _DEPENDENCIES: dict[Path, dict[str, ModuleType]] = {}
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """What the template says about one function (Globals merged)."""
-
-    logical_id: str
-    function_name: str
-    handler: str
-    code_dir: Path
-    layer_dirs: tuple[Path, ...]
-    timeout: int
-    memory: int
-    environment: Mapping[str, str]
-    arn: str
 
 
 class LambdaContext:
@@ -71,27 +56,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - self._clock.now()) * 1000))
-
-
-@dataclass
-class Invocation:
-    """One finished invocation: what AWS would return, plus timing."""
-
-    function: str
-    request_id: str
-    payload: Any
-    error_type: str | None = None
-    error_message: str | None = None
-    started_at: float = 0.0
-    duration: float = 0.0
-    cold_start: bool = False
-
-    @property
-    def errored(self) -> bool:
-        return self.error_type is not None
-
-    def response_payload(self) -> str:
-        return json.dumps(self.payload, default=str)
 
 
 @dataclass
@@ -131,7 +95,7 @@ class LocalFunction:
             shadowed = {
                 name: mod
                 for name, mod in before.items()
-                if _is_under(mod, roots) or ((top := name.split(".", 1)[0]) in own_names and top not in shared)
+                if is_under(mod, roots) or ((top := name.split(".", 1)[0]) in own_names and top not in shared)
             }
             for name in shadowed:
                 del sys.modules[name]
@@ -150,9 +114,9 @@ class LocalFunction:
                 # Move this function's modules into its own namespace, and put
                 # back whatever another function (or the test) had loaded.
                 for name, mod in list(sys.modules.items()):
-                    if _is_under(mod, roots):
+                    if is_under(mod, roots):
                         dependency = (
-                            next((r for r in view.dependency_roots if _is_under(mod, [str(r)])), None)
+                            next((r for r in view.dependency_roots if is_under(mod, [r])), None)
                             if view is not None
                             else None
                         )
@@ -243,14 +207,3 @@ def _top_level_names(roots: list[Path]) -> set[str]:
             elif entry.is_dir() and (entry / "__init__.py").is_file():
                 names.add(entry.name)
     return names
-
-
-def _is_under(module: ModuleType | None, roots: list[str]) -> bool:
-    location = getattr(module, "__file__", None)
-    if not location:
-        paths = getattr(module, "__path__", None)
-        location = next(iter(paths), None) if paths is not None else None
-    if not location:
-        return False
-    location = str(Path(location).resolve())
-    return any(location == root or location.startswith(root + os.sep) for root in roots)

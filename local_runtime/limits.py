@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from local_runtime import hooks
+
 if TYPE_CHECKING:
     from local_runtime.template import LocalTemplate
 
@@ -64,7 +66,6 @@ __all__ = [
     "AwsError",
     "check_invoke_request",
     "check_invoke_response",
-    "check_post_to_connection",
     "install",
     "payload_size",
     "post_to_connection_error",
@@ -116,7 +117,6 @@ SEAMS: tuple[tuple[str, str], ...] = (
     ("moto.stepfunctions.parser.asl.component.program.program", "Program._eval_body"),
     ("moto.stepfunctions.parser.asl.eval.event.event_manager", "EventManager.add_event"),
     ("moto.stepfunctions.parser.backend.execution", "BaseExecutionWorkerCommunication._reflect_execution_status"),
-    ("moto.apigatewaymanagementapi.models", "ApiGatewayManagementApiBackend.post_to_connection"),
 )
 
 _installed = False
@@ -138,14 +138,6 @@ def payload_size(value: Any) -> int:
     """Bytes of ``value`` as Step Functions measures a payload: its compact JSON text in
     UTF-8 (a string output counts its quotes; moto counts a str bare)."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
-
-
-def check_post_to_connection(data: bytes) -> None:
-    """Raise :class:`~local_runtime.websockets.PayloadTooLargeError` past 128 KB."""
-    from local_runtime.websockets import PayloadTooLargeError
-
-    if len(data) > POST_TO_CONNECTION_MAX_BYTES:
-        raise PayloadTooLargeError(len(data), POST_TO_CONNECTION_MAX_BYTES)
 
 
 def post_to_connection_error(exc: Exception) -> Any:
@@ -186,25 +178,9 @@ def check_invoke_response(payload_bytes: int, invocation_type: str = "RequestRes
 
 
 # -- installing the interpreter hooks ----------------------------------------------------------
-def _resolve(module_name: str, path: str) -> Any:
-    target: Any = importlib.import_module(module_name)
-    for part in path.split("."):
-        target = getattr(target, part)
-    return target
-
-
 def verify() -> None:
     """Fail loudly, naming the hook, if a moto attribute this module patches moved."""
-    from local_runtime.seams import SeamMissingError
-
-    for module_name, path in SEAMS:
-        try:
-            _resolve(module_name, path)
-        except (ImportError, AttributeError) as exc:
-            raise SeamMissingError(
-                f"moto seam {module_name}:{path} is gone ({exc}); "
-                "the local runtime is pinned to the moto version in pyproject.toml"
-            ) from exc
+    hooks.verify(SEAMS)
 
 
 def install() -> None:
@@ -222,14 +198,7 @@ def install() -> None:
         _install_program_limits()
         _install_history_limit()
         _install_timeout_error()
-        _install_post_to_connection()
         _installed = True
-
-
-def _active() -> Any:
-    from local_runtime import seams
-
-    return seams.active()
 
 
 def _install_payload_quota() -> None:
@@ -239,7 +208,7 @@ def _install_payload_quota() -> None:
 
     def make(original: Callable[[Any], bool]) -> Callable[..., bool]:
         def is_within_size_quota(value: Any) -> bool:
-            if _active() is None:
+            if hooks.active() is None:
                 return original(value)
             return payload_size(value) <= SFN_MAX_PAYLOAD_BYTES
 
@@ -257,7 +226,7 @@ def _install_terminal_data_limit() -> None:
     original = ErrorEqualsDecl._eval_body
 
     def _eval_body(self: Any, env: Any) -> None:
-        if _active() is not None and env.stack:
+        if hooks.active() is not None and env.stack:
             error_name = env.stack[-1]
             names = [getattr(n, "error_name", None) for n in self.error_names]
             if getattr(error_name, "error_name", None) == DATA_LIMIT_ERROR and names == ["States.ALL"]:
@@ -304,7 +273,7 @@ def _install_program_limits() -> None:
     original = Program._eval_body
 
     def _eval_body(self: Any, env: Any) -> None:
-        runtime = _active()
+        runtime = hooks.active()
         if runtime is None or env.is_frame():
             return original(self, env)  # type: ignore[no-any-return]
         if _machine_type(runtime, env) != "EXPRESS":
@@ -394,7 +363,7 @@ def _install_history_limit() -> None:
         update_source_event_id: bool = True,
     ) -> int:
         env = getattr(self, "_bw_env", None)
-        if env is None or _active() is None:
+        if env is None or hooks.active() is None:
             return original(self, context, event_type, event_details, timestamp, update_source_event_id)  # type: ignore[no-any-return]
         details = ExecutionFailedEventDetails(error=HISTORY_LIMIT_ERROR, cause=HISTORY_LIMIT_CAUSE)
         with _history_lock:
@@ -425,28 +394,6 @@ def _install_history_limit() -> None:
             return len(self._history_event_list)
 
     EventManager.add_event = add_event  # type: ignore[method-assign]
-
-
-def _install_post_to_connection() -> None:
-    """PostToConnection over 128 KB: 413 PayloadTooLargeException. Wraps whatever
-    ``post_to_connection`` is installed, so it must run after ``seams._install_websockets``
-    (whose hook posts to :class:`~local_runtime.websockets.ConnectionRegistry`, which
-    raises :class:`~local_runtime.websockets.PayloadTooLargeError`)."""
-    from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend
-
-    from local_runtime.websockets import PayloadTooLargeError
-
-    inner = ApiGatewayManagementApiBackend.post_to_connection
-
-    def post_to_connection(self: Any, data: bytes, connection_id: str) -> None:
-        if _active() is None:
-            return inner(self, data, connection_id)  # type: ignore[no-any-return]
-        try:
-            return inner(self, data, connection_id)  # type: ignore[no-any-return]
-        except PayloadTooLargeError as exc:
-            raise post_to_connection_error(exc) from exc
-
-    ApiGatewayManagementApiBackend.post_to_connection = post_to_connection  # type: ignore[method-assign]
 
 
 # -- build-time timeout checks -----------------------------------------------------------------

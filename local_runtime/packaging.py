@@ -44,6 +44,7 @@ __all__ = [
     "PackageView",
     "build_requirements",
     "install_guard",
+    "is_under",
     "package_view",
 ]
 
@@ -163,10 +164,10 @@ class PackageView:
         return tuple(str(root) + os.sep for root in self.roots)
 
     def owns(self, module: ModuleType) -> bool:
-        return _is_under(module, self.roots)
+        return is_under(module, self.roots)
 
     def is_dependency(self, module: ModuleType) -> bool:
-        return _is_under(module, self.dependency_roots)
+        return is_under(module, self.dependency_roots)
 
 
 def package_view(function: str, code_dir: Path, layer_dirs: Sequence[Path]) -> PackageView:
@@ -184,8 +185,10 @@ def package_view(function: str, code_dir: Path, layer_dirs: Sequence[Path]) -> P
     return PackageView(function, resolved, tuple(p.resolve() for p in dependencies), top_level_names(resolved), shared)
 
 
-def _same_as_environment(build: Path) -> set[str]:
-    """Top-level names of the distributions in ``build`` installed at the same version here."""
+@functools.cache
+def _same_as_environment(build: Path) -> frozenset[str]:
+    """Top-level names of the distributions in ``build`` installed at the same version here
+    (a build never changes: its directory is named by its requirements' hash)."""
     from importlib import metadata
 
     names: set[str] = set()
@@ -202,18 +205,29 @@ def _same_as_environment(build: Path) -> set[str]:
             if top.endswith((".dist-info", ".data")) or top in ("..", "__pycache__", "bin"):
                 continue
             names.add(top.split(".", 1)[0] if "." in top else top)
-    return names
+    return frozenset(names)
 
 
-def _is_under(module: ModuleType | None, roots: Iterable[Path]) -> bool:
+def module_location(module: ModuleType | None) -> str | None:
+    """Where a module's code is, symlinks resolved (remembered: a loaded module never moves)."""
     location = getattr(module, "__file__", None)
     if not location:
         paths = getattr(module, "__path__", None)
         location = next(iter(paths), None) if paths is not None else None
-    if not location:
+    return _real(location) if isinstance(location, str) and location else None
+
+
+@functools.cache
+def _real(location: str) -> str:
+    return os.path.realpath(location)
+
+
+def is_under(module: ModuleType | None, roots: Iterable[Path | str]) -> bool:
+    """Is the module's code inside one of ``roots`` (resolved directories)?"""
+    location = module_location(module)
+    if location is None:
         return False
-    text = os.path.realpath(location)
-    return any(text == str(root) or text.startswith(str(root) + os.sep) for root in roots)
+    return any(location == str(root) or location.startswith(str(root) + os.sep) for root in roots)
 
 
 # -- the guard --------------------------------------------------------------------

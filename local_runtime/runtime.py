@@ -19,7 +19,6 @@ import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,9 @@ from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rul
 from local_runtime.iam import AccessRequest, IamModel, load_roles
 from local_runtime.identity import IdentityProvider
 from local_runtime.lambdas import Invocation, LocalFunction
+from local_runtime.models import ExecutionResult
 from local_runtime.template import ACCOUNT_ID, LocalTemplate, ScheduleSpec, TemplateError
-from local_runtime.trace import Trace, maybe_json
+from local_runtime.trace import maybe_json
 from local_runtime.websockets import ConnectionRegistry
 from resilience.signing_keys import parse_signing_key
 from resilience.tokens import TokenPolicy
@@ -43,6 +43,12 @@ __all__ = ["ExecutionResult", "LocalRuntime", "fake_aws_environment"]
 _LAMBDA_ROLE = "bw-local-lambda-role"
 _STATES_ROLE = "bw-local-states-role"
 _USAGE_LOCK = threading.Lock()
+#: What the last stopped runtime left in moto (see LocalRuntime.stop): its key and secret ARNs.
+_WARM: dict[str, Any] = {}
+#: Services whose resources a warm start keeps (their data is emptied by _reuse).
+_PROVISIONED_SERVICES = frozenset(
+    {"dynamodb", "s3", "secretsmanager", "sqs", "iam", "lambda", "stepfunctions", "events", "scheduler"}
+)
 
 #: Set before anything creates a boto3 session, so no call can find real credentials.
 FAKE_AWS_ENV = {
@@ -66,71 +72,6 @@ def fake_aws_environment(region: str = "us-east-1") -> None:
     os.environ["AWS_DEFAULT_REGION"] = region
     os.environ["AWS_REGION"] = region
     os.environ.pop("AWS_PROFILE", None)
-
-
-@dataclass
-class ExecutionResult:
-    """A finished execution, as DescribeExecution + GetExecutionHistory show it."""
-
-    arn: str
-    name: str
-    state_machine: str
-    status: str
-    input: Any
-    output: Any
-    error: str | None
-    cause: str | None
-    start: datetime
-    stop: datetime | None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    definition: dict[str, Any] = field(default_factory=dict)
-    faults: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "SUCCEEDED"
-
-    @property
-    def duration(self) -> float:
-        return max(0.0, (self.stop - self.start).total_seconds()) if self.stop else 0.0
-
-    def trace(self) -> Trace:
-        return Trace.from_result(self)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "executionArn": self.arn,
-            "name": self.name,
-            "stateMachine": self.state_machine,
-            "status": self.status,
-            "input": self.input,
-            "output": self.output,
-            "error": self.error,
-            "cause": self.cause,
-            "startDate": self.start.isoformat(),
-            "stopDate": self.stop.isoformat() if self.stop else None,
-            "events": self.events,
-            "definition": self.definition,
-            "faults": self.faults,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ExecutionResult:
-        return cls(
-            arn=data["executionArn"],
-            name=data["name"],
-            state_machine=data["stateMachine"],
-            status=data["status"],
-            input=data.get("input"),
-            output=data.get("output"),
-            error=data.get("error"),
-            cause=data.get("cause"),
-            start=datetime.fromisoformat(data["startDate"]),
-            stop=datetime.fromisoformat(data["stopDate"]) if data.get("stopDate") else None,
-            events=list(data.get("events") or []),
-            definition=dict(data.get("definition") or {}),
-            faults=list(data.get("faults") or []),
-        )
 
 
 class LocalRuntime:
@@ -185,6 +126,7 @@ class LocalRuntime:
         self.iam: IamModel | None = None
         self.account_id = ACCOUNT_ID
         self._secret_arns: dict[str, str] = {}
+        self._warm_candidate: tuple[Any, ...] | None = None
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> LocalRuntime:
@@ -194,8 +136,12 @@ class LocalRuntime:
         self.template = LocalTemplate.load(self.template_path, parameter_overrides=self.parameters, region=self.region)
         from moto import mock_aws
 
+        key = self._warm_key()
+        warm = _WARM.get("key") == key and not _mock_in_use()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
-        self._mock.start()
+        self._mock.start(reset=not warm)
+        warm = warm and self._provisioned_here()
+        _WARM.clear()
         seams.activate(self)
         iam_hooks.install(seams.active)
         packaging.install_guard()
@@ -205,12 +151,16 @@ class LocalRuntime:
         self._started = True
         self._provisioning = True
         try:
-            self._provision()
+            if warm:
+                self._reuse()
+            else:
+                self._provision()
         except Exception:
             self.stop()
             raise
         finally:
             self._provisioning = False
+        self._warm_candidate = key
         return self
 
     def stop(self) -> None:
@@ -222,7 +172,11 @@ class LocalRuntime:
         ThreadEnviron.uninstall()
         self.clock.uninstall()
         seams.deactivate(self)
-        self._mock.stop()
+        # moto keeps the stack's resources: the next runtime of the same template and
+        # parameters in this process empties their data instead of creating them again.
+        self._mock.stop(remove_data=False)
+        if self._warm_candidate is not None and not self.persist_tables:
+            _WARM.update(key=self._warm_candidate, secrets=dict(self._secret_arns))
         self._clients.clear()
 
     def __enter__(self) -> LocalRuntime:
@@ -247,6 +201,98 @@ class LocalRuntime:
         return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, region_name=self.region)
 
     # -- provisioning --------------------------------------------------------------
+    def _warm_key(self) -> tuple[Any, ...]:
+        stamps = tuple(
+            (str(p), p.stat().st_mtime_ns)
+            for p in (self.template_path, *(sm.definition_path for sm in self.template.state_machines.values()))
+            if p is not None and p.exists()
+        )
+        return (
+            str(self.template_path.resolve()),
+            stamps,
+            tuple(sorted(self.parameters.items())),
+            self.region,
+            self.enforce_iam,
+        )
+
+    def _provisioned_here(self) -> bool:
+        """moto still holds what the last runtime of this template created (nothing reset it since)."""
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        tables = set(self.template.of_type("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"))
+        machines = {spec.arn for spec in self.template.state_machines.values()}
+        present_tables = set(dynamodb_backends[ACCOUNT_ID][self.region].tables)
+        present_machines = {sm.arn for sm in stepfunctions_parser_backends[ACCOUNT_ID][self.region].state_machines}
+        return tables <= present_tables and machines <= present_machines
+
+    def _reuse(self) -> None:
+        """A warm start: the resources exist; their data goes back to a new stack's, and every
+        service the stack does not provision (CloudWatch metrics, logs, ...) starts empty."""
+        from collections import defaultdict
+
+        from moto.core.base_backend import BackendDict
+        from moto.dynamodb.models import dynamodb_backends
+
+        services: list[Any] = list(BackendDict._instances)  # type: ignore[misc]
+        for service in services:
+            if service.service_name not in _PROVISIONED_SERVICES:
+                for account in service.values():
+                    account.reset()
+                service.clear()
+
+        tables = dynamodb_backends[ACCOUNT_ID][self.region].tables
+        for name in self.template.of_type("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+            tables[name].items = defaultdict(dict)
+        s3 = self.client("s3")
+        for logical_id in self.template.of_type("AWS::S3::Bucket"):
+            bucket = logical_id.lower()
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        secrets = self.client("secretsmanager")
+        self._secret_arns = {}
+        for logical_id, resource in self.template.of_type("AWS::SecretsManager::Secret").items():
+            props = resource.get("Properties") or {}
+            value = props.get("SecretString")
+            if not isinstance(value, str):
+                value = self._generated_secret(logical_id, props.get("GenerateSecretString") or {})
+            arn = str(secrets.put_secret_value(SecretId=logical_id, SecretString=value)["ARN"])
+            self._secret_arns[logical_id] = arn
+        sqs = self.client("sqs")
+        for url in sqs.list_queues().get("QueueUrls", []):
+            sqs.purge_queue(QueueUrl=url)
+        for state_machine in self._backend().state_machines:
+            state_machine.executions.clear()
+        if self.enforce_iam:
+            resolver = self.template.resolver({lid: {"Ref": arn} for lid, arn in self._secret_arns.items()})
+            self.iam = load_roles(
+                self.template.path, self.template.raw, resolver, stack_name=self.template.stack_name, account=ACCOUNT_ID
+            )
+        for logical_id, spec in self.template.functions.items():
+            self.functions[logical_id] = self._local_function(logical_id, spec)
+        self._load_stack_data()
+
+    def _local_function(self, logical_id: str, spec: Any) -> LocalFunction:
+        role = self._role_of(logical_id, _LAMBDA_ROLE)
+        return LocalFunction(
+            spec,
+            self.clock,
+            role=role if self.iam is not None else None,
+            view=packaging.package_view(logical_id, spec.code_dir, spec.layer_dirs),
+        )
+
+    def _load_stack_data(self) -> None:
+        self._load_tables()
+        for path in self.data_paths:
+            self._load_data(path)
+        self._next_fire = {
+            spec.name: self.clock.now() + period
+            for spec in self.template.schedules
+            if spec.enabled and (period := spec.rate_seconds) is not None
+        }
+
     def _provision(self) -> None:
         self._create_tables()
         self._create_buckets()
@@ -256,14 +302,7 @@ class LocalRuntime:
         self._create_functions()
         self._create_state_machines()
         self._create_schedules()
-        self._load_tables()
-        for path in self.data_paths:
-            self._load_data(path)
-        self._next_fire = {
-            spec.name: self.clock.now() + period
-            for spec in self.template.schedules
-            if spec.enabled and (period := spec.rate_seconds) is not None
-        }
+        self._load_stack_data()
 
     def _create_tables(self) -> None:
         ddb = self.client("dynamodb")
@@ -459,12 +498,7 @@ class LocalRuntime:
                 MemorySize=spec.memory,
                 Environment={"Variables": dict(spec.environment)},
             )
-            self.functions[logical_id] = LocalFunction(
-                spec,
-                self.clock,
-                role=role if self.iam is not None else None,
-                view=packaging.package_view(logical_id, spec.code_dir, spec.layer_dirs),
-            )
+            self.functions[logical_id] = self._local_function(logical_id, spec)
 
     def _create_state_machines(self) -> None:
         sfn = self.client("stepfunctions")
@@ -762,6 +796,13 @@ class LocalRuntime:
             if "LastEvaluatedKey" not in page:
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _mock_in_use() -> bool:
+    """Another mock (a test's own ``mock_aws``) is running: it owns moto's state."""
+    from moto.core.models import MockAWS
+
+    return bool(getattr(MockAWS, "_nested_count", 0))
 
 
 def _parse_timestamps(event: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import importlib
 import json
 import logging
@@ -23,19 +24,13 @@ import pkgutil
 import re
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from local_runtime import iam, limits
+from local_runtime import hooks, iam, limits
+from local_runtime.hooks import SeamMissingError
 from local_runtime.protocols import error_response
 
-if TYPE_CHECKING:
-    from local_runtime.runtime import LocalRuntime
-
 __all__ = ["SeamMissingError", "activate", "deactivate", "install_seams", "verify_seams"]
-
-
-class SeamMissingError(RuntimeError):
-    """A private moto/botocore attribute the runtime relies on has moved."""
 
 
 #: (module, attribute path) of every seam, for verify_seams().
@@ -89,56 +84,49 @@ SEAMS: tuple[tuple[str, str], ...] = (
     ),
 )
 
-_active: LocalRuntime | None = None
+SEAMS += (
+    ("moto.stepfunctions.parser.asl.parse.asl_parser", "AmazonStateLanguageParser.parse"),
+    # A warm start (LocalRuntime._reuse) empties tables and drops executions in place.
+    ("moto.dynamodb.models.table", "Table.items"),
+    ("moto.stepfunctions.models", "StateMachineInstance.executions"),
+    ("moto.core.models", "MockAWS._nested_count"),
+    ("moto.core.base_backend", "BackendDict._instances"),
+    ("botocore.session", "create_loader"),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda",
+        "StateTaskServiceLambda._error_cause_from_client_error",
+    ),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn",
+        "StateTaskServiceSfn._from_error",
+    ),
+    ("moto.stepfunctions.parser.asl.utils.json_path", "extract_json"),
+    ("moto.stepfunctions.parser.asl.component.state.choice.state_choice", "StateChoice._eval_state"),
+)
+
 _installed = False
 _install_lock = threading.Lock()
 _local = threading.local()
 _DYNAMODB_LOCK = threading.Lock()
 
 
-def active() -> LocalRuntime | None:
-    return _active
+def active() -> Any:
+    """The running LocalRuntime, or None (see :mod:`local_runtime.hooks`)."""
+    return hooks.active()
 
 
-def activate(runtime: LocalRuntime) -> None:
-    global _active
-    if _active is not None and _active is not runtime:
-        raise RuntimeError("another LocalRuntime is active in this process; stop it first")
+def activate(runtime: Any) -> None:
     install_seams()
-    _active = runtime
+    hooks.activate(runtime)
 
 
-def deactivate(runtime: LocalRuntime) -> None:
-    global _active
-    if _active is runtime:
-        _active = None
-
-
-def _resolve(module_name: str, path: str) -> Any:
-    module = importlib.import_module(module_name)
-    target: Any = module
-    for part in path.split("."):
-        if isinstance(target, type) and not hasattr(target, part):
-            # An instance attribute (``EventManager._mutex``): check the constructor assigns it.
-            source = getattr(target, "__init__", None)
-            code = getattr(source, "__code__", None)
-            if code is None or part not in code.co_names:
-                raise AttributeError(part)
-            return source
-        target = getattr(target, part)
-    return target
+def deactivate(runtime: Any) -> None:
+    hooks.deactivate(runtime)
 
 
 def verify_seams() -> None:
     """Fail loudly, naming the seam, if a pinned private attribute moved."""
-    for module_name, path in SEAMS:
-        try:
-            _resolve(module_name, path)
-        except (ImportError, AttributeError) as exc:
-            raise SeamMissingError(
-                f"moto/botocore seam {module_name}:{path} is gone ({exc}); "
-                "the local runtime is pinned to the moto version in pyproject.toml"
-            ) from exc
+    hooks.verify((*SEAMS, *iam.SEAMS, *limits.SEAMS))
 
 
 def install_seams() -> None:
@@ -164,7 +152,11 @@ def install_seams() -> None:
         _install_branch_error_names()
         _install_parameter_validation()
         _install_dynamodb_fidelity()
-        # After _install_websockets: the 128 KB PostToConnection limit wraps that hook.
+        _install_parse_cache()
+        _install_shared_loader()
+        _install_generic_sdk_errors()
+        _install_definite_paths()
+        _install_no_choice_matched()
         limits.install()
         _installed = True
 
@@ -193,7 +185,7 @@ def _install_botocore_faults() -> None:
     original = Endpoint._do_get_response  # type: ignore[attr-defined]
 
     def _do_get_response(self: Endpoint, request: Any, operation_model: Any, context: Any) -> Any:
-        runtime = _active
+        runtime = hooks.active()
         if runtime is None:
             return original(self, request, operation_model, context)
         runtime.count_request(operation_model.service_model.service_name, operation_model.name)
@@ -275,7 +267,7 @@ def _install_stubber() -> None:
             _local.pending = None
             status, headers, body = pending
             return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
-        runtime = _active
+        runtime = hooks.active()
         if runtime is not None and self.enabled and "://sync-states." in request.url:
             status, headers, body = runtime.handle_sync_states(request)
             return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
@@ -296,10 +288,11 @@ def _install_lambda() -> None:
     original = LambdaFunction._invoke_lambda
 
     def _invoke_lambda(self: LambdaFunction, event: str | None = None) -> tuple[str, bool, str]:
-        runtime = _active
+        runtime = hooks.active()
         if runtime is None:
             return original(self, event)  # type: ignore[no-any-return]
-        return runtime.invoke_in_process(self.function_name, event)
+        answer: tuple[str, bool, str] = runtime.invoke_in_process(self.function_name, event)
+        return answer
 
     LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
 
@@ -312,7 +305,7 @@ def _install_websockets() -> None:
     from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend, Connection
     from moto.core.exceptions import JsonRESTError
 
-    from local_runtime.websockets import ConnectionGoneError
+    from local_runtime.websockets import ConnectionGoneError, PayloadTooLargeError
 
     def gone(connection_id: str) -> JsonRESTError:
         error = JsonRESTError("GoneException", f"Connection {connection_id} is gone")
@@ -320,7 +313,7 @@ def _install_websockets() -> None:
         return error
 
     def post_to_connection(self: Any, data: bytes, connection_id: str) -> None:
-        runtime = _active
+        runtime = hooks.active()
         if runtime is None:
             return original_post(self, data, connection_id)  # type: ignore[no-any-return]
         connection_id = unquote(connection_id)
@@ -328,9 +321,11 @@ def _install_websockets() -> None:
             runtime.connections.post(connection_id, data)
         except ConnectionGoneError as exc:
             raise gone(connection_id) from exc
+        except PayloadTooLargeError as exc:
+            raise limits.post_to_connection_error(exc) from exc
 
     def get_connection(self: Any, connection_id: str) -> Any:
-        runtime = _active
+        runtime = hooks.active()
         if runtime is None:
             return original_get(self, connection_id)
         connection_id = unquote(connection_id)
@@ -351,7 +346,7 @@ def _install_websockets() -> None:
         return answer
 
     def delete_connection(self: Any, connection_id: str) -> None:
-        runtime = _active
+        runtime = hooks.active()
         if runtime is None:
             return original_delete(self, connection_id)  # type: ignore[no-any-return]
         connection_id = unquote(connection_id)
@@ -373,12 +368,12 @@ class _JitterRandom:
     """Stands in for the ``random`` module inside the jitter strategy."""
 
     def uniform(self, a: float, b: float) -> float:
-        runtime = _active
+        runtime = hooks.active()
         if runtime is None:
             import random
 
             return random.uniform(a, b)
-        return runtime.clock.random.uniform(a, b)
+        return float(runtime.clock.random.uniform(a, b))
 
 
 def _install_interpreter_time() -> None:
@@ -394,7 +389,7 @@ def _install_interpreter_time() -> None:
     original_wait = WaitFunction._wait_interval
 
     def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
-        runtime = _active
+        runtime = hooks.active()
         if runtime is None:
             return original_wait(self, env, wait_seconds)  # type: ignore[no-any-return]
         if wait_seconds > 0 and env.is_running():
@@ -406,7 +401,7 @@ def _install_interpreter_time() -> None:
     original_timeout = ExecutionState._evaluate_with_timeout
 
     def _evaluate_with_timeout(self: Any, env: Any) -> None:
-        runtime = _active
+        runtime = hooks.active()
         if runtime is None:
             return original_timeout(self, env)  # type: ignore[no-any-return]
         clock = runtime.clock
@@ -582,7 +577,7 @@ def _install_jwks() -> None:
     original = urllib.request.urlopen
 
     def urlopen(url: Any, data: Any = None, timeout: Any = None, **kwargs: Any) -> Any:
-        runtime = _active
+        runtime = hooks.active()
         target = url if isinstance(url, str) else getattr(url, "full_url", "")
         match = _COGNITO_JWKS.match(target)
         if runtime is None or match is None:
@@ -691,7 +686,7 @@ def _install_adaptive_retry_clock() -> None:
     original = TokenBucket._acquire  # type: ignore[attr-defined]
 
     def _acquire(self: Any, amount: int, block: bool) -> bool:
-        if _active is None:
+        if hooks.active() is None:
             return original(self, amount, block)  # type: ignore[no-any-return]
         return True
 
@@ -821,7 +816,6 @@ def _validation_client_error(ex: Exception, state: Any) -> Exception:
 
 #: DynamoDB errors Step Functions names after their own exception class; the others are
 #: not modelled by the SDK it uses and surface as the service's base exception.
-_DYNAMODB_UNMODELLED_ERRORS = frozenset({"ValidationException", "SerializationException"})
 
 #: Response members DynamoDB returns only when the request asks for them.
 _DYNAMODB_ON_REQUEST = (
@@ -843,7 +837,7 @@ def _install_dynamodb_fidelity() -> None:
 
     def _error_cause_from_client_error(client_error: Any) -> tuple[str, str]:
         error, cause = original_cause(client_error)
-        if client_error.response["Error"]["Code"] in _DYNAMODB_UNMODELLED_ERRORS:
+        if client_error.response["Error"]["Code"] not in _modelled_errors("dynamodb"):
             error = "DynamoDB.AmazonDynamoDBException"
         return error, cause
 
@@ -864,3 +858,178 @@ def _install_dynamodb_fidelity() -> None:
                     response.pop(member, None)
 
     StateTaskServiceDynamoDB._eval_service_task = _eval_service_task  # type: ignore[method-assign]
+
+
+def _install_parse_cache() -> None:
+    """moto parses a definition with ANTLR (pure Python: 0.3 s for DeliverMessage) when the
+    state machine is created and again for every execution. The parse tree depends only on
+    the definition text, so it is kept; each execution still gets fresh components from it
+    (the preprocessor's visit), as the interpreter expects."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    original = AmazonStateLanguageParser.parse
+    trees: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        with lock:
+            tree = trees.get(definition)
+        if tree is None:
+            program, tree = original(definition)  # raises on a syntax error, as before
+            with lock:
+                trees[definition] = tree
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
+    AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
+
+
+def _install_shared_loader() -> None:
+    """Every botocore Session builds its own Loader and parses the service models again
+    (several MB of JSON; a function's cold start makes a Session per client set). The
+    model files never change in a process, so every Session shares one Loader per data
+    path: the same models, parsed once. Only the runtime's speed changes."""
+    import botocore.session
+
+    original = botocore.session.create_loader
+    loaders: dict[str | None, Any] = {}
+    lock = threading.Lock()
+
+    def create_loader(search_path_string: str | None = None) -> Any:
+        with lock:
+            if search_path_string not in loaders:
+                loaders[search_path_string] = original(search_path_string)
+            return loaders[search_path_string]
+
+    botocore.session.create_loader = create_loader  # type: ignore[assignment]
+
+
+@functools.cache
+def _modelled_errors(service: str) -> frozenset[str]:
+    """Error codes the service's API model declares (botocore's error shapes)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model(service)
+    return frozenset(
+        str(shape.metadata.get("error", {}).get("code") or shape.name) for shape in model.error_shapes
+    ) | frozenset(shape.name for shape in model.error_shapes)
+
+
+def _install_generic_sdk_errors() -> None:
+    """Step Functions runs optimised integrations with the AWS SDK for Java: an error the
+    service's API model declares keeps its exception's name (``Lambda.TooManyRequestsException``,
+    ``StepFunctions.ExecutionAlreadyExistsException``); any other (AccessDeniedException,
+    ValidationException, ...) is the SDK's generic exception: ``Lambda.AWSLambdaException``,
+    ``DynamoDB.AmazonDynamoDBException``, ``StepFunctions.AWSStepFunctionsException``. moto
+    names them after the code (and doubles the suffix for Step Functions)."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
+        StateTaskServiceLambda,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+
+    lambda_cause: Callable[[Any], tuple[str, str]] = StateTaskServiceLambda._error_cause_from_client_error
+
+    def _error_cause_from_client_error(client_error: Any) -> tuple[str, str]:
+        error, cause = lambda_cause(client_error)
+        if client_error.response["Error"]["Code"] not in _modelled_errors("lambda"):
+            error = "Lambda.AWSLambdaException"
+        return error, cause
+
+    StateTaskServiceLambda._error_cause_from_client_error = staticmethod(  # type: ignore[method-assign]
+        _error_cause_from_client_error
+    )
+
+    sfn_from_error = StateTaskServiceSfn._from_error
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        failure = sfn_from_error(self, env, ex)
+        response = getattr(ex, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        if not isinstance(code, str):
+            return failure
+        if code not in _modelled_errors("stepfunctions"):
+            name = "StepFunctions.AWSStepFunctionsException"
+        else:
+            name = f"StepFunctions.{code}" if code.endswith("Exception") else f"StepFunctions.{code}Exception"
+        failure.error_name = CustomErrorName(name)  # type: ignore[misc]
+        event_details: Any = failure.event_details or {}
+        details = event_details.get("taskFailedEventDetails")
+        if isinstance(details, dict):
+            details["error"] = name
+        return failure
+
+    StateTaskServiceSfn._from_error = _from_error  # type: ignore[method-assign]
+
+
+def _install_definite_paths() -> None:
+    """Jayway JsonPath, which Step Functions uses, tells paths apart by their shape: a
+    *definite* path (no wildcard, slice, filter, union or deep scan) yields its one value,
+    an indefinite one the list of its matches. moto decides by the match instead and
+    wraps the value of ``$.items[10].key`` or ``$[0].v`` (an index, then a field) in a list."""
+    import moto.stepfunctions.parser.asl as asl
+    from jsonpath_ng.ext import parse  # type: ignore[attr-defined]  # the parser moto's extract_json uses
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    original = json_path.extract_json
+
+    def extract_json(path: str, data: Any) -> Any:
+        matches = parse(path).find(data)
+        if _INDEFINITE_PATH.search(path):
+            return [match.value for match in matches]
+        if not matches:
+            raise json_path.NoSuchJsonPathError(json_path=path, data=data)
+        return matches[0].value
+
+    for info in pkgutil.walk_packages(asl.__path__, asl.__name__ + "."):
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue  # a module of LocalStack's that moto ships but cannot import: never used
+        if getattr(module, "extract_json", None) is original:
+            module.extract_json = extract_json  # type: ignore[attr-defined]
+
+
+def _install_no_choice_matched() -> None:
+    """A Choice state with no matching rule and no Default fails the execution with
+    ``States.NoChoiceMatched`` on AWS; moto raises a RuntimeError (``States.Runtime``)."""
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.choice.state_choice import StateChoice
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateChoice._eval_state
+
+    def _eval_state(self: Any, env: Any) -> None:
+        if self.default_state is not None:
+            return original(self, env)  # type: ignore[no-any-return]
+        try:
+            return original(self, env)  # type: ignore[no-any-return]
+        except RuntimeError as exc:
+            if "No branching option reached" not in str(exc.args[0] if exc.args else exc):
+                raise
+            name = StatesErrorNameType.StatesNoChoiceMatched.to_name()
+            raise FailureEventException(
+                failure_event=FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesNoChoiceMatched),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(  # type: ignore[typeddict-item]
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            error=name, cause=f"No Matches! in state '{self.name}'"
+                        )
+                    ),
+                )
+            ) from exc
+
+    StateChoice._eval_state = _eval_state  # type: ignore[method-assign]

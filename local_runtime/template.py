@@ -15,6 +15,7 @@ agree with the resources that exist.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_runtime.lambdas import FunctionSpec
+from local_runtime.models import FunctionSpec
 
 __all__ = ["LocalTemplate", "ScheduleSpec", "StateMachineSpec", "TemplateError"]
 
@@ -94,6 +95,31 @@ class LocalTemplate:
         parameter_overrides: dict[str, str] | None = None,
         region: str = "us-east-1",
         stack_name: str = "breakwater-local",
+    ) -> LocalTemplate:
+        """The template as SAM reads it; kept per process while neither it nor a definition
+        file it names changes (SAM CLI's YAML reading alone costs about a second)."""
+        key = (
+            str(Path(path).resolve()),
+            tuple(sorted((parameter_overrides or {}).items())),
+            region,
+            stack_name,
+        )
+        cached = _LOADED.get(key)
+        if cached is not None and all(_stamp(p) == stamp for p, stamp in cached[1]):
+            return copy.deepcopy(cached[0])
+        loaded = cls._load(path, parameter_overrides=parameter_overrides, region=region, stack_name=stack_name)
+        sources = [loaded.path, *(s.definition_path for s in loaded.state_machines.values() if s.definition_path)]
+        _LOADED[key] = (copy.deepcopy(loaded), [(p, _stamp(p)) for p in sources])
+        return loaded
+
+    @classmethod
+    def _load(
+        cls,
+        path: str | Path,
+        *,
+        parameter_overrides: dict[str, str] | None,
+        region: str,
+        stack_name: str,
     ) -> LocalTemplate:
         # SAM CLI logs at INFO about every template it reads.
         logging.getLogger("samcli").setLevel(logging.WARNING)
@@ -186,6 +212,17 @@ class LocalTemplate:
         raise TemplateError(
             f"no state machine {name!r} in the template; state machines: {', '.join(sorted(self.state_machines))}"
         )
+
+
+_LOADED: dict[tuple[Any, ...], tuple[LocalTemplate, list[tuple[Path, tuple[int, int]]]]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (stat.st_mtime_ns, stat.st_size)
 
 
 def _schedules(resources: dict[str, Any], resolver: Any) -> list[ScheduleSpec]:

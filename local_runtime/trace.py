@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from local_runtime.runtime import ExecutionResult
+    from local_runtime.models import ExecutionResult
 
 __all__ = ["StateRow", "Trace"]
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from local_runtime.limits import POST_TO_CONNECTION_MAX_BYTES
+
 __all__ = ["Connection", "ConnectionGoneError", "ConnectionRegistry", "PayloadTooLargeError"]
 
 
@@ -84,9 +86,8 @@ class ConnectionRegistry:
 
     def post(self, connection_id: str, data: bytes) -> None:
         """``postToConnection``: 413 past the message quota, 410 for a gone connection."""
-        from local_runtime.limits import check_post_to_connection
-
-        check_post_to_connection(bytes(data))
+        if len(data) > POST_TO_CONNECTION_MAX_BYTES:
+            raise PayloadTooLargeError(len(data), POST_TO_CONNECTION_MAX_BYTES)
         with self._lock:
             self._open(connection_id).received.append(bytes(data))
 

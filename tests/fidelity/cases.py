@@ -27,15 +27,6 @@ LS = "localstack/localstack tests/aws/services/stepfunctions/v2/"
 #: Lambda functions of the fixture app: logical id -> handler directory.
 FUNCTIONS = {"RaiseFunction": "raise_error", "SleepFunction": "sleep", "BigFunction": "big"}
 
-GAP_DEFINITE_INDEX = (
-    "moto's JSONPath evaluation treats an index followed by a field ($.items[10].item_key, $[0].v) as an "
-    "indefinite path and wraps the value in a list; AWS (Jayway JsonPath) returns the value; no seam fixes it yet"
-)
-GAP_NO_CHOICE_MATCHED = (
-    "moto fails a Choice state with no matching rule and no Default with States.Runtime; AWS names the error "
-    "States.NoChoiceMatched; no seam renames it yet"
-)
-
 UUID_V4 = r'^\{"id": "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"\}$'
 
 
@@ -197,7 +188,6 @@ CASES: tuple[Case, ...] = (
         _pass({"item.$": "$.items[0]", "key.$": "$.items[10].item_key"}),
         Expected("SUCCEEDED", output={"item": {"item_key": 0}, "key": 10}, events=_PASS_OK),
         input={"items": [{"item_key": i} for i in range(11)]},
-        known_gap=GAP_DEFINITE_INDEX,
     ),
     Case(
         "path_result_selector",
@@ -224,7 +214,6 @@ CASES: tuple[Case, ...] = (
             events=("ParallelStateEntered", "ParallelStateStarted", "ParallelStateSucceeded", "ParallelStateExited"),
         ),
         input={"in": True},
-        known_gap=GAP_DEFINITE_INDEX,
     ),
     Case(
         "path_indefinite_empty",
@@ -322,7 +311,6 @@ CASES: tuple[Case, ...] = (
             events=("ExecutionStarted", "ChoiceStateEntered", "ExecutionFailed"),
         ),
         input={"x": 2},
-        known_gap=GAP_NO_CHOICE_MATCHED,
     ),
     # -- Fail ----------------------------------------------------------------------------------------
     Case(
