@@ -32,7 +32,7 @@ from local_runtime.iam import AccessRequest, IamModel, load_roles
 from local_runtime.identity import IdentityProvider
 from local_runtime.lambdas import Invocation, LocalFunction
 from local_runtime.models import ExecutionResult
-from local_runtime.template import ACCOUNT_ID, LocalTemplate, ScheduleSpec, TemplateError
+from local_runtime.template import ACCOUNT_ID, PARTITION, LocalTemplate, ScheduleSpec, TemplateError
 from local_runtime.trace import maybe_json
 from local_runtime.websockets import ConnectionRegistry
 from resilience.signing_keys import parse_signing_key
@@ -140,7 +140,9 @@ class LocalRuntime:
         warm = _WARM.get("key") == key and not _mock_in_use()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start(reset=not warm)
-        warm = warm and self._provisioned_here()
+        if warm and not self._provisioned_here():
+            self._mock.reset()  # something else changed moto's state: start from nothing
+            warm = False
         _WARM.clear()
         seams.activate(self)
         iam_hooks.install(seams.active)
@@ -192,13 +194,17 @@ class LocalRuntime:
 
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+                client = boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+                setattr(client, iam_hooks.ADMINISTRATOR, True)
+                self._clients[service] = client
             return self._clients[service]
 
     def management_api(self, endpoint: str = "https://local.execute-api.us-east-1.amazonaws.com/local") -> Any:
         import boto3
 
-        return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, region_name=self.region)
+        client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, region_name=self.region)
+        setattr(client, iam_hooks.ADMINISTRATOR, True)
+        return client
 
     # -- provisioning --------------------------------------------------------------
     def _warm_key(self) -> tuple[Any, ...]:
@@ -218,13 +224,21 @@ class LocalRuntime:
     def _provisioned_here(self) -> bool:
         """moto still holds what the last runtime of this template created (nothing reset it since)."""
         from moto.dynamodb.models import dynamodb_backends
+        from moto.s3.models import s3_backends
+        from moto.secretsmanager.models import secretsmanager_backends
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         tables = set(self.template.of_type("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"))
         machines = {spec.arn for spec in self.template.state_machines.values()}
-        present_tables = set(dynamodb_backends[ACCOUNT_ID][self.region].tables)
-        present_machines = {sm.arn for sm in stepfunctions_parser_backends[ACCOUNT_ID][self.region].state_machines}
-        return tables <= present_tables and machines <= present_machines
+        buckets = {lid.lower() for lid in self.template.of_type("AWS::S3::Bucket")}
+        secrets = set(self.template.of_type("AWS::SecretsManager::Secret"))
+        # Exactly the stack's resources: anything a run added (a test's own table) means a cold start.
+        return (
+            set(dynamodb_backends[ACCOUNT_ID][self.region].tables) == tables
+            and {sm.arn for sm in stepfunctions_parser_backends[ACCOUNT_ID][self.region].state_machines} == machines
+            and set(s3_backends[ACCOUNT_ID][PARTITION].buckets) == buckets
+            and {secret.name for secret in secretsmanager_backends[ACCOUNT_ID][self.region].secrets.values()} == secrets
+        )
 
     def _reuse(self) -> None:
         """A warm start: the resources exist; their data goes back to a new stack's, and every

@@ -40,7 +40,7 @@ def test_unknown_parameter_overrides_are_refused(fixture_template):
 
 def test_unknown_names_list_what_exists(fixture_template):
     template = LocalTemplate.load(fixture_template)
-    with pytest.raises(TemplateError, match="state machines: BackoffFlow, GatedFlow, MapFlow"):
+    with pytest.raises(TemplateError, match="state machines: BackoffFlow, DynamoFidelityFlow, GatedFlow, MapFlow"):
         template.state_machine("Nope")
     with pytest.raises(TemplateError, match="functions: FlakyFunction"):
         template.function("Nope")

@@ -19,7 +19,6 @@ def runtime() -> Iterator[Any]:
     from local_runtime import LocalRuntime
 
     with LocalRuntime(LIMITS_TEMPLATE) as started:
-        limits.install()  # until seams.install_seams calls it
         yield started
 
 
