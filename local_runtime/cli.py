@@ -401,7 +401,7 @@ def iam_report(
                         {
                             "role": r.role,
                             "callers": list(r.callers),
-                            "granted": len(r.granted),
+                            "granted": len(r.granted) - len(r.platform),
                             "used": [
                                 {"action": g.action, "resource": g.resource, "calls": n} for g, n in r.used.items()
                             ],

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 import threading
 import traceback
 import uuid
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from local_runtime import iam
 from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.models import FunctionSpec, Invocation
-from local_runtime.packaging import PackageView, importing_as, is_under
+from local_runtime.packaging import PackageView, current_view, importing_as, is_under
 
 __all__ = ["FunctionSpec", "Invocation", "LambdaContext", "LocalFunction"]  # data types live in models
 
@@ -207,3 +209,36 @@ def _top_level_names(roots: list[Path]) -> set[str]:
             elif entry.is_dir() and (entry / "__init__.py").is_file():
                 names.add(entry.name)
     return names
+
+
+#: Each sandbox's own ``logging.Logger`` per Powertools service name (see install_sandbox_loggers).
+_SANDBOX_LOGGERS: weakref.WeakKeyDictionary[PackageView, dict[str, logging.Logger]] = weakref.WeakKeyDictionary()
+_SANDBOX_LOCK = threading.Lock()
+
+
+def install_sandbox_loggers() -> None:
+    """On AWS every function logs from its own process. Powertools' Logger configures the
+    process-wide ``logging.getLogger(service)``, and ``inject_lambda_context`` appends the
+    function's name and request id to that logger's formatter: functions sharing a process
+    (and a service name) would log under each other's names. A sandbox gets its own
+    ``logging.Logger`` per service instead, so its keys are its own."""
+    from aws_lambda_powertools.logging.logger import Logger as PowertoolsLogger
+
+    if getattr(PowertoolsLogger._get_logger, "_bw_sandboxed", False):
+        return
+    original = PowertoolsLogger._get_logger
+
+    def _get_logger(self: Any) -> logging.Logger:
+        view = current_view()
+        if view is None or self.child:
+            return original(self)
+        with _SANDBOX_LOCK:
+            loggers = _SANDBOX_LOGGERS.setdefault(view, {})
+            if self.service not in loggers:
+                logger = logging.Logger(self.service)
+                logger.parent = logging.root  # propagates like a top-level logger of that name
+                loggers[self.service] = logger
+            return loggers[self.service]
+
+    _get_logger._bw_sandboxed = True  # type: ignore[attr-defined]
+    PowertoolsLogger._get_logger = _get_logger  # type: ignore[method-assign]

@@ -43,6 +43,7 @@ __all__ = [
     "PackageBuildError",
     "PackageView",
     "build_requirements",
+    "current_view",
     "install_guard",
     "is_under",
     "package_view",
@@ -140,7 +141,7 @@ def top_level_names(roots: Iterable[Path]) -> frozenset[str]:
     return frozenset(names)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PackageView:
     """What one function sees: its package roots, in the order Lambda searches them."""
 
@@ -235,6 +236,11 @@ _VIEW: contextvars.ContextVar[PackageView | None] = contextvars.ContextVar("bw_p
 
 
 _LOADING: contextvars.ContextVar[PackageView | None] = contextvars.ContextVar("bw_package_loading", default=None)
+
+
+def current_view() -> PackageView | None:
+    """The package of the function running (or starting) on this thread, if any."""
+    return _VIEW.get()
 
 
 @contextmanager

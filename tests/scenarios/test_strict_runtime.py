@@ -231,3 +231,56 @@ def test_ImportInsideTheHandlerIsHeldToThePackageToo(packaged):
     answer = packaged.invoke("LazyImportFunction", {})
     assert answer.error_type == "ModuleNotFoundError"
     assert answer.error_message == "No module named 'yaml'"
+
+
+# -- one sandbox per function ---------------------------------------------------------
+def test_EachFunctionLogsUnderItsOwnName(capsys):
+    """In one process, functions that share a Powertools service name still log under
+    their own function name (on AWS each has its own process)."""
+    with LocalRuntime(ROOT / "template.yaml", data=EVENTS / "local_data.yaml") as rt:
+        # $connect runs AuthorizeConnection synchronously: its Lambdas log while Connect waits,
+        # and Connect logs its decision after them.
+        rt.invoke("ConnectFunction", sample("connect/speaker.json"))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"level"')]
+    by_message = {line["message"]: line["function_name"] for line in lines}
+    assert by_message["token verified"] == "VerifyTokenFunction"
+    assert by_message["connection admitted"] == "ConnectFunction"
+
+
+# -- the least-privilege report ----------------------------------------------------------
+def test_IamReportFailsTheBuildOnAMissingGrant(tmp_path, monkeypatch):
+    template = template_without(tmp_path, "DisconnectCleanup", statement_with("dynamodb:DeleteItem"))
+    usage = tmp_path / "usage.jsonl"
+    monkeypatch.setenv("BW_IAM_USAGE", str(usage))
+    with LocalRuntime(template, data=EVENTS / "local_data.yaml") as rt:
+        rt.run("DisconnectCleanup", sample("disconnect_cleanup/client_disconnected.json"))
+
+    report = CliRunner().invoke(app, ["iam", "-t", str(template), "--usage", str(usage), "--check", "--json"])
+
+    assert report.exit_code == 1
+    assert (
+        "missing grant: DisconnectCleanupRole needs dynamodb:DeleteItem on "
+        f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ConnectionsTable"
+    ) in report.output
+
+
+def test_IamReportListsGrantsNoRunUsed(tmp_path, monkeypatch):
+    usage = tmp_path / "usage.jsonl"
+    monkeypatch.setenv("BW_IAM_USAGE", str(usage))
+    with LocalRuntime(ROOT / "template.yaml", data=EVENTS / "local_data.yaml") as rt:
+        rt.run("DisconnectCleanup", sample("disconnect_cleanup/client_disconnected.json"))
+
+    report = CliRunner().invoke(
+        app, ["iam", "-t", str(ROOT / "template.yaml"), "--usage", str(usage), "--check", "--json"]
+    )
+
+    assert report.exit_code == 0, report.output
+    roles = {role["role"]: role for role in json.loads(report.stdout)["roles"]}
+    cleanup = roles["DisconnectCleanupRole"]
+    used = {(g["action"], g["resource"]) for g in cleanup["used"]}
+    table = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ConnectionsTable"
+    assert ("dynamodb:DeleteItem", table) in used
+    assert ("dynamodb:PutItem", table) in {(g["action"], g["resource"]) for g in cleanup["unused"]}
+    assert cleanup["missing"] == []
+    # A role no recorded run acted with: everything it grants is unused.
+    assert roles["HealthFunctionRole"]["used"] == []
