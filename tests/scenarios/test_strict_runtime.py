@@ -199,7 +199,7 @@ def test_TheRealTemplateGrantsWhatItsSamplesNeed():
 
 
 # -- deployment packages ------------------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture
 def packaged() -> Any:
     with LocalRuntime(PACKAGING) as rt:
         yield rt
