@@ -262,7 +262,21 @@ class LocalRuntime:
             payload = {}
         if spec.target_type == "function":
             return self.invoke(spec.target, payload)
-        return self.run(spec.target, payload)
+        role = self.iam.role_for(spec.name) if self.iam is not None else None
+        if role is None:
+            return self.run(spec.target, payload)
+        # EventBridge Scheduler starts the execution with the schedule's role (its target RoleArn).
+        import boto3
+
+        scheduler = boto3.client("stepfunctions", region_name=self.region)
+        machine = self.template.state_machine(spec.target)
+        with iam_hooks.acting_as(role.arn, uuid.uuid4().hex):
+            started = scheduler.start_execution(
+                stateMachineArn=machine.arn,
+                name=f"{machine.logical_id}-{uuid.uuid4().hex[:12]}",
+                input=json.dumps(payload),
+            )
+        return self.wait(str(started["executionArn"]))
 
     # -- Lambda ------------------------------------------------------------------------
     def function(self, name: str) -> LocalFunction:

@@ -284,3 +284,23 @@ def test_IamReportListsGrantsNoRunUsed(tmp_path, monkeypatch):
     assert cleanup["missing"] == []
     # A role no recorded run acted with: everything it grants is unused.
     assert roles["HealthFunctionRole"]["used"] == []
+
+
+def _function_samples() -> list[tuple[str, Path]]:
+    from local_runtime.template import LocalTemplate
+
+    template = LocalTemplate.load(ROOT / "template.yaml")
+    return [
+        (logical_id, event)
+        for logical_id, spec in sorted(template.functions.items())
+        for event in sorted((EVENTS / spec.code_dir.name).glob("*.json"))
+    ]
+
+
+@pytest.mark.parametrize(("function", "event"), _function_samples(), ids=lambda v: getattr(v, "name", v))
+def test_EverySampleEventRunsWithOnlyItsPackage(function, event):
+    """Each function starts from its deployment package alone, and no sample call is refused by IAM."""
+    with LocalRuntime(ROOT / "template.yaml", data=EVENTS / "local_data.yaml") as rt:
+        answer = rt.invoke(function, json.loads(event.read_text(encoding="utf-8")))
+        assert answer.error_type not in ("Runtime.ImportModuleError", "ModuleNotFoundError"), answer.payload
+        assert refused(rt) == []

@@ -274,6 +274,9 @@ def test_TheScheduleStartsASweepEveryMinute(stack):
 
     assert len(fired) == 3
     assert remaining(runtime) == set()
+    # Each firing started the sweep with the schedule's own role, as EventBridge Scheduler does.
+    used = {(u["role"], u["action"], u["calls"]) for u in runtime.iam.usage()["used"]}
+    assert ("IdleSweepEveryMinuteRole", "states:StartExecution", 3) in used
 
 
 def test_AConnectionActiveDuringTheSweepIsNotClosed(stack):
