@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from local_runtime import LocalRuntime, fake_aws_environment  # noqa: E402
+from local_runtime.executions import execution_history  # noqa: E402
 from tests.fidelity.cases import APP, CASES, Case, Outcome, mismatches  # noqa: E402
 
 TEMPLATE = APP / "template.yaml"
@@ -77,14 +78,7 @@ def run_plain_moto(cases: Iterable[Case]) -> dict[str, Outcome]:
                 if described["status"] == "RUNNING":
                     continue
                 del running[name]
-                events: list[Any] = []
-                kwargs: dict[str, Any] = {"executionArn": arn}
-                while True:
-                    page = sfn.get_execution_history(**kwargs)
-                    events.extend(page["events"])
-                    if not page.get("nextToken"):
-                        break
-                    kwargs["nextToken"] = page["nextToken"]
+                events: list[Any] = execution_history(sfn, arn)
                 stop = described.get("stopDate")
                 outcomes[name] = Outcome(
                     status=described["status"],

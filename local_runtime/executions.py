@@ -18,7 +18,7 @@ from local_runtime.models import ExecutionResult
 from local_runtime.template import ACCOUNT_ID, TemplateError
 from local_runtime.trace import maybe_json
 
-__all__ = ["Executions"]
+__all__ = ["Executions", "execution_history"]
 
 
 class Executions:
@@ -64,14 +64,7 @@ class Executions:
     def describe(self, execution_arn: str) -> ExecutionResult:
         sfn = self._stack.client("stepfunctions")
         described = sfn.describe_execution(executionArn=execution_arn)
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                break
-            kwargs["nextToken"] = page["nextToken"]
+        events = execution_history(sfn, execution_arn)
         spec = self._stack.template.state_machine(described["stateMachineArn"])
         return ExecutionResult(
             arn=execution_arn,
@@ -177,6 +170,20 @@ class Executions:
         execution.start()
         output = execution.to_start_sync_execution_output()
         return 200, headers, json.dumps(_jsonable(dict(output)))
+
+
+def execution_history(sfn: Any, execution_arn: str, *, page_size: int | None = None) -> list[dict[str, Any]]:
+    """Every event of an execution, as GetExecutionHistory pages them (oldest first)."""
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn}
+    if page_size is not None:
+        kwargs["maxResults"] = page_size
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(page["events"])
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
 
 
 def _parse_timestamps(event: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from local_runtime import iam
 from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.models import FunctionSpec, Invocation
-from local_runtime.packaging import PackageView, current_view, importing_as, is_under
+from local_runtime.packaging import PackageView, current_view, importing_as, is_under, top_level_names
 
 __all__ = ["FunctionSpec", "Invocation", "LambdaContext", "LocalFunction"]  # data types live in models
 
@@ -88,7 +88,7 @@ class LocalFunction:
             raise ValueError(f"{self.spec.logical_id}: Handler must be 'module.function', got {self.spec.handler!r}")
         roots = [str(p.resolve()) for p in self.roots]
         view = self.view
-        own_names = view.names if view is not None else _top_level_names(self.roots)
+        own_names = view.names if view is not None else top_level_names(self.roots)
         with _IMPORT_LOCK, self._environment(), importing_as(view, cold_start=True):
             before = dict(sys.modules)
             # Shadow this function's own modules loaded elsewhere, and any module of the
@@ -195,20 +195,6 @@ class LocalFunction:
         invocation.duration = self.clock.now() - start
         self.invocations.append(invocation)
         return invocation
-
-
-def _top_level_names(roots: list[Path]) -> set[str]:
-    """Module and package names a function's code and layers provide."""
-    names: set[str] = set()
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for entry in root.iterdir():
-            if entry.suffix == ".py":
-                names.add(entry.stem)
-            elif entry.is_dir() and (entry / "__init__.py").is_file():
-                names.add(entry.name)
-    return names
 
 
 #: Each sandbox's own ``logging.Logger`` per Powertools service name (see install_sandbox_loggers).

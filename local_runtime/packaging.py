@@ -47,6 +47,7 @@ __all__ = [
     "install_guard",
     "is_under",
     "package_view",
+    "top_level_names",
 ]
 
 #: Top-level modules the Lambda python3.13 runtime provides besides the standard library

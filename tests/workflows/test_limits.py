@@ -10,6 +10,7 @@ import botocore.exceptions
 import pytest
 
 from local_runtime import limits
+from local_runtime.executions import execution_history
 
 LIMITS_TEMPLATE = Path(__file__).resolve().parents[1] / "fixtures" / "app" / "limits_template.yaml"
 
@@ -86,14 +87,7 @@ def test_StandardExecutionFailsAtTheHistoryQuota(runtime):
     assert described["status"] == "FAILED"
     assert described["error"] == "States.Runtime"
     assert described["cause"] == "The execution reached the maximum number of history events (25000)."
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events.extend(page["events"])
-        if not page.get("nextToken"):
-            break
-        kwargs["nextToken"] = page["nextToken"]
+    events = execution_history(sfn, arn, page_size=1000)
     assert len(events) == 25_000
     assert events[-1]["id"] == 25_000
     assert events[-1]["type"] == "ExecutionFailed"
