@@ -87,6 +87,7 @@ HISTORY_LIMIT_ERROR = "States.Runtime"
 HISTORY_LIMIT_CAUSE = f"The execution reached the maximum number of history events ({STANDARD_MAX_HISTORY_EVENTS})."
 #: An Express execution past its maximum duration fails with ``States.Timeout`` (express-limits.html).
 EXPRESS_TIMEOUT_ERROR = "States.Timeout"
+RUNTIME_ERROR = "States.Runtime"
 DATA_LIMIT_ERROR = "States.DataLimitExceeded"
 
 #: API Gateway WebSocket: maximum message payload (PostToConnection ``Data``), 128 KB.
@@ -220,7 +221,10 @@ def _install_payload_quota() -> None:
 
 def _install_terminal_data_limit() -> None:
     """``States.ALL`` matches every error in moto; on AWS it cannot catch (or retry)
-    ``States.DataLimitExceeded``, a terminal error."""
+    ``States.DataLimitExceeded``, a terminal error, and nothing catches or retries
+    ``States.Runtime`` ("A States.Runtime error isn't retriable, and will always cause the
+    execution to fail. A retry or catch on States.ALL won't catch States.Runtime errors",
+    https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html)."""
     from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 
     original = ErrorEqualsDecl._eval_body
@@ -229,7 +233,8 @@ def _install_terminal_data_limit() -> None:
         if hooks.active() is not None and env.stack:
             error_name = env.stack[-1]
             names = [getattr(n, "error_name", None) for n in self.error_names]
-            if getattr(error_name, "error_name", None) == DATA_LIMIT_ERROR and names == ["States.ALL"]:
+            name = getattr(error_name, "error_name", None)
+            if (name == DATA_LIMIT_ERROR and names == ["States.ALL"]) or name == RUNTIME_ERROR:
                 env.stack.pop()
                 env.stack.append(False)
                 return None

@@ -230,6 +230,51 @@ CASES: tuple[Case, ...] = (
         Expected("FAILED", error="States.Runtime", events=("ExecutionStarted", "PassStateEntered", "ExecutionFailed")),
     ),
     Case(
+        "catch_does_not_catch_states_runtime",
+        f"{DG}concepts-error-handling.html (\"A States.Runtime error isn't retriable, and will always cause the "
+        'execution to fail"); '
+        f"{LS}scenarios/test_base_scenarios.snapshot.json test_catch_states_runtime (recorded on AWS: a Catch on "
+        "States.Runtime does not catch a missing OutputPath; ExecutionFailed follows)",
+        {
+            "StartAt": "P",
+            "States": {
+                "P": {
+                    "Type": "Parallel",
+                    "Branches": [{"StartAt": "B", "States": {"B": {"Type": "Pass", "End": True}}}],
+                    "OutputPath": "$.no.such.result.path",
+                    "Catch": [{"ErrorEquals": ["States.Runtime"], "Next": "Caught"}],
+                    "End": True,
+                },
+                "Caught": {"Type": "Pass", "End": True},
+            },
+        },
+        Expected("FAILED", error="States.Runtime", events=("ParallelStateEntered", "ExecutionFailed")),
+    ),
+    Case(
+        "catch_all_does_not_catch_states_runtime",
+        f'{DG}concepts-error-handling.html ("A retry or catch on States.ALL won\'t catch States.Runtime errors")',
+        {
+            "StartAt": "P",
+            "States": {
+                "P": {
+                    "Type": "Parallel",
+                    "Branches": [{"StartAt": "B", "States": {"B": {"Type": "Pass", "End": True}}}],
+                    "OutputPath": "$.no.such.result.path",
+                    "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2, "IntervalSeconds": 1}],
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                    "End": True,
+                },
+                "Caught": {"Type": "Pass", "End": True},
+            },
+        },
+        Expected(
+            "FAILED",
+            error="States.Runtime",
+            events=("ParallelStateEntered", "ExecutionFailed"),
+            event_counts={"ParallelStateEntered": 1},
+        ),
+    ),
+    Case(
         "pass_result",
         f"{DG}state-pass.html (Result, ResultPath $.coords)",
         {
