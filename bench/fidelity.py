@@ -4,9 +4,9 @@ Every case carries the outcome AWS Step Functions records for it (status,
 error, cause, output, key history events, and for waits and retries the
 duration) and the source of that expectation. This runs each case twice:
 
-  * ``moto``: plain moto 5 (``mock_aws`` with ``execute_state_machine``), no
-    LocalRuntime active, so the runtime's seams fall through to moto's own
-    behaviour. Waits and retries take real seconds; the cases start together
+  * ``moto``: plain moto 5 (``mock_aws`` with ``execute_state_machine``) in a
+    new interpreter where no LocalRuntime ever started, so none of the runtime's
+    hooks is installed. Waits and retries take real seconds; the cases start together
     and are polled, so the column costs about as long as its slowest case.
     Cases that invoke a Lambda function are not runnable (plain moto would run
     the handler in Docker) and count as a fail.
@@ -115,10 +115,28 @@ def run_runtime(cases: Iterable[Case]) -> dict[str, Outcome]:
     return outcomes
 
 
+def run_plain_moto_isolated(cases: Iterable[Case]) -> dict[str, Outcome]:
+    """:func:`run_plain_moto` in a new interpreter. The runtime's hooks, once installed in a
+    process, stay installed (inert only where they check for an active runtime), so plain
+    moto is measured where no LocalRuntime ever started."""
+    import multiprocessing
+
+    names = [item.name for item in cases]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        outcomes: dict[str, Outcome] = pool.apply(_plain_moto_by_name, (names,))
+    return outcomes
+
+
+def _plain_moto_by_name(names: list[str]) -> dict[str, Outcome]:
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    by_name = {item.name: item for item in CASES}
+    return run_plain_moto([by_name[name] for name in names])
+
+
 def compare(cases: Iterable[Case] = CASES) -> list[tuple[Case, list[str], list[str]]]:
     """(case, moto mismatches, runtime mismatches) for every case; empty lists pass."""
     chosen = list(cases)
-    moto = run_plain_moto(chosen)
+    moto = run_plain_moto_isolated(chosen)
     runtime = run_runtime(chosen)
     return [
         (item, mismatches(item.expected, moto[item.name]), mismatches(item.expected, runtime[item.name]))
