@@ -9,7 +9,13 @@ moved, so an upgrade cannot silently fall back to real sleeps or Docker.
 
 The hooks are installed once per process and dispatch to the *active*
 runtime (moto's mock is process-wide too, so only one runtime is active at
-a time). With no active runtime they behave exactly like the originals.
+a time; see :mod:`local_runtime.hooks`). Those that need the runtime (faults,
+Lambda in-process, the clock, WebSockets, StartSyncExecution) behave exactly
+like the originals while none is active; the interpreter's fidelity fixes
+(timestamps, JSONPaths, error names, parameter validation) and the caches
+(parse trees, botocore's loader) stay in force once installed: they only make
+moto more like AWS, or faster. ``bench/fidelity.py`` therefore measures plain
+moto in a separate interpreter.
 """
 
 from __future__ import annotations
