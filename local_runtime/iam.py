@@ -31,6 +31,7 @@ import fnmatch
 import functools
 import hashlib
 import json
+import os
 import re
 import threading
 from collections import Counter
@@ -503,7 +504,18 @@ _TRANSLATED: dict[str, dict[str, Any]] = {}
 
 def translate(template_path: Path, raw_template: Mapping[str, Any]) -> dict[str, Any]:
     """SAM's translator on the template (what ``sam deploy`` sends CloudFormation), cached per content."""
-    key = hashlib.sha256(json.dumps(raw_template, sort_keys=True, default=str).encode()).hexdigest()
+    from importlib.metadata import version
+
+    from local_runtime.template import cache_dir
+
+    text = json.dumps(raw_template, sort_keys=True, default=str)
+    key = hashlib.sha256(f"{version('aws-sam-translator')}\n{text}".encode()).hexdigest()
+    on_disk = cache_dir("translated") / f"{key[:32]}.json"
+    if key not in _TRANSLATED and on_disk.is_file():
+        try:
+            _TRANSLATED[key] = json.loads(on_disk.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
     if key not in _TRANSLATED:
         import copy
 
@@ -525,6 +537,13 @@ def translate(template_path: Path, raw_template: Mapping[str, Any]) -> dict[str,
             _TRANSLATED[key] = translator.translate(template, {}, get_managed_policy_map=lambda: _MANAGED_BY_NAME)
         except Exception as exc:
             raise IamError(f"{template_path}: SAM's translator refused the template: {exc}") from exc
+        try:  # a later process skips the translator (its import and run cost about a second)
+            on_disk.parent.mkdir(parents=True, exist_ok=True)
+            staging = on_disk.with_suffix(f".{os.getpid()}.tmp")
+            staging.write_text(json.dumps(_TRANSLATED[key]), encoding="utf-8")
+            staging.replace(on_disk)
+        except OSError:
+            pass
     return _TRANSLATED[key]
 
 

@@ -16,9 +16,13 @@ agree with the resources that exist.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import os
+import pickle
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,12 +108,14 @@ class LocalTemplate:
             region,
             stack_name,
         )
-        cached = _LOADED.get(key)
+        cached = _LOADED.get(key) or _read_disk_cache(key)
         if cached is not None and all(_stamp(p) == stamp for p, stamp in cached[1]):
+            _LOADED[key] = cached
             return copy.deepcopy(cached[0])
         loaded = cls._load(path, parameter_overrides=parameter_overrides, region=region, stack_name=stack_name)
         sources = [loaded.path, *(s.definition_path for s in loaded.state_machines.values() if s.definition_path)]
         _LOADED[key] = (copy.deepcopy(loaded), [(p, _stamp(p)) for p in sources])
+        _write_disk_cache(key, _LOADED[key])
         return loaded
 
     @classmethod
@@ -215,6 +221,43 @@ class LocalTemplate:
 
 
 _LOADED: dict[tuple[Any, ...], tuple[LocalTemplate, list[tuple[Path, tuple[int, int]]]]] = {}
+
+
+def cache_dir(kind: str) -> Path:
+    """Where the runtime keeps what it derives from files and can derive again (shared by checkouts)."""
+    base = os.environ.get("BW_BUILD_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "breakwater" / kind
+
+
+def _disk_key(key: tuple[Any, ...]) -> Path:
+    from importlib.metadata import version
+
+    # The reader's own code and SAM CLI's version are part of what the result depends on.
+    models = Path(__file__).with_name("models.py")
+    salt = (Path(__file__).read_bytes(), models.read_bytes(), version("aws-sam-cli"), sys.version)
+    digest = hashlib.sha256(pickle.dumps((key, salt))).hexdigest()[:32]
+    return cache_dir("templates") / f"{digest}.pickle"
+
+
+def _read_disk_cache(key: tuple[Any, ...]) -> Any:
+    """A later process of the same checkout skips SAM CLI's template reading (about a second
+    of imports and YAML); any change to the template or a definition file reads it again."""
+    try:
+        with _disk_key(key).open("rb") as cached:
+            return pickle.load(cached)
+    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
+        return None
+
+
+def _write_disk_cache(key: tuple[Any, ...], entry: Any) -> None:
+    target = _disk_key(key)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_bytes(pickle.dumps(entry))
+        staging.replace(target)
+    except OSError:
+        return  # a read-only home: the cache is an optimisation only
 
 
 def _stamp(path: Path) -> tuple[int, int]:
