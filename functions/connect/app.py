@@ -33,8 +33,8 @@ from resilience.rate_limits import RateLimiter, RateLimitPolicy
 CONNECTION_TTL_SECONDS = 3 * 3600
 #: Larger than any JWT a sane identity provider issues; anything bigger is refused unread.
 MAX_TOKEN_CHARS = 8192
-_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_HINT = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
+_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # whole value (fullmatch): "$" would admit a trailing newline
+_HINT = re.compile(r"[A-Za-z0-9._:-]{1,253}")
 #: What a refused client reads, per public reason; never the token, never a stack trace.
 _MESSAGES = {
     "token_required": "Speakers must present a token",
@@ -101,10 +101,10 @@ def parse_request(event: dict[str, Any]) -> ConnectRequest:
     if role not in ("speaker", "listener"):
         raise ValidationError("role must be 'speaker' or 'listener'")
     tenant = params.get("tenant")
-    if not isinstance(tenant, str) or not _HINT.match(tenant):
+    if not isinstance(tenant, str) or not _HINT.fullmatch(tenant):
         raise ValidationError("tenant is required: a tenant id, domain or client id")
     session = params.get("session")
-    if not isinstance(session, str) or not _ID.match(session):
+    if not isinstance(session, str) or not _ID.fullmatch(session):
         raise ValidationError("session is required: 1-64 letters, digits, '.', '_' or '-'")
     identity = context.get("identity")
     source_ip = identity.get("sourceIp") if isinstance(identity, dict) else None

@@ -71,7 +71,7 @@ def classify(body: str | None) -> tuple[str, str | None]:
     """("ping", None), or ("error", the error code) for what the client sent."""
     try:
         message = json.loads(body or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse ("[" * 20000)
         return "error", "INVALID_MESSAGE"
     if not isinstance(message, dict):
         return "error", "INVALID_MESSAGE"

@@ -59,7 +59,7 @@ def parse(body: str | None) -> dict[str, Any]:
         raise ValidationError(f"message must be at most {MAX_FRAME_BYTES} bytes")
     try:
         message = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
         raise ValidationError("message must be JSON") from exc
     try:
         validate(event=message, schema=_SCHEMA)

@@ -75,6 +75,8 @@ def test_SpeakerWithoutTokenIs401(stack):
         ({"role": "listener", "tenant": "acme", "session": "has spaces"}, "session is required"),
         ({"role": "listener", "tenant": "a" * 254, "session": "s"}, "tenant is required"),
         ({"role": "listener", "tenant": "acme/..", "session": "s"}, "tenant is required"),
+        ({"role": "listener", "tenant": "acme", "session": "town-hall\n"}, "session is required"),
+        ({"role": "listener", "tenant": "acme\n", "session": "s"}, "tenant is required"),
     ],
 )
 def test_BadConnectRequestIs400AndStoresNothing(stack, query, message):
@@ -135,6 +137,21 @@ def test_MalformedBodyIsClearErrorAndChangesNothing(stack):
 
     runtime.invoke("DefaultRouteFunction", event("default_route/not_json.json"))
 
+    assert [f["code"] for f in runtime.connections.received(CONNECTION)] == ["INVALID_MESSAGE"]
+    assert stored(runtime) == before
+
+
+def test_DeeplyNestedFrameIsAClearErrorAndChangesNothing(stack):
+    runtime = stack()
+    runtime.connections.connect(CONNECTION)
+    runtime.invoke("ConnectFunction", event("connect/listener.json"))
+    before = stored(runtime)
+    frame = event("default_route/not_json.json")
+    frame["body"] = "[" * 20_000  # parsing it recursively exhausts the interpreter's stack
+
+    answer = runtime.invoke("DefaultRouteFunction", frame)
+
+    assert not answer.errored, answer.payload
     assert [f["code"] for f in runtime.connections.received(CONNECTION)] == ["INVALID_MESSAGE"]
     assert stored(runtime) == before
 

@@ -192,8 +192,20 @@ def test_StoreFailureIs503(stack):
                 "body": {"t": "x" * 40_000},
             }
         ),
+        "[" * 20_000,
+        json.dumps(
+            {"action": "sendMessage", "sessionId": f"{SESSION}\n", "clientMessageId": "6f1c2e9a-00", "body": {}}
+        ),
     ],
-    ids=["not-json", "missing-field", "bad-session", "body-not-object", "oversized"],
+    ids=[
+        "not-json",
+        "missing-field",
+        "bad-session",
+        "body-not-object",
+        "oversized",
+        "nested-too-deep",
+        "session-with-trailing-newline",
+    ],
 )
 def test_OversizedOrMalformedBodyRejected(stack, frame):
     runtime = stack(listeners=2)
