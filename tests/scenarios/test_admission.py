@@ -137,6 +137,18 @@ def test_SpeakerWithABadTokenIsRefusedAndNothingIsStored(stack, claims, status, 
     assert stored(runtime) == {}
 
 
+@pytest.mark.parametrize("issuer", ["cognito", "breakwater"])
+def test_SpeakerWhoseTokenNamesNoTenantIsRefusedByEveryTenant(stack, issuer):
+    """A signed-in client belongs to one tenant; a token without the claim is admitted nowhere."""
+    runtime = stack()
+    mint = runtime.cognito_token if issuer == "cognito" else runtime.breakwater_token
+
+    status, body = connect(runtime, connect_event("S1=", role="speaker", token=mint(tenant=None)))
+
+    assert (status, body["code"]) == (403, "TENANT_REJECTED")
+    assert stored(runtime) == {}
+
+
 def test_SpeakerWithoutTokenIs401(stack):
     runtime = stack()
 

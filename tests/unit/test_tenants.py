@@ -66,17 +66,24 @@ def test_a_malformed_config_is_a_clear_rejection(stack, clock, document, reason)
     put(stack, config_key("acme"), document)
 
     with pytest.raises(TenantRejectedError, match=reason):
-        directory(clock).admit("acme", token_tenant=None, anonymous=False)
+        directory(clock).admit("acme", token_tenant="acme", anonymous=False)
+
+
+def test_a_signed_in_client_whose_token_names_no_tenant_is_refused_everywhere(stack, clock):
+    tenants = directory(clock)
+    with pytest.raises(TenantRejectedError, match="the token names no tenant"):
+        tenants.admit("acme", token_tenant=None, anonymous=False)
+    assert tenants.admit("acme", token_tenant="acme", anonymous=False).tenant_id == "acme"
 
 
 def test_a_negative_answer_is_never_cached(stack, clock):
     tenants = directory(clock)
     with pytest.raises(TenantRejectedError):
-        tenants.admit("umbrella", token_tenant=None, anonymous=False)
+        tenants.admit("umbrella", token_tenant="acme", anonymous=False)
     put(stack, MAPPING_KEY, {"umbrella": "acme"})
     tenants.objects.invalidate(MAPPING_KEY)  # the mapping's own cache: a new upload is read after its TTL
 
-    assert tenants.admit("umbrella", token_tenant=None, anonymous=False).tenant_id == "acme"
+    assert tenants.admit("umbrella", token_tenant="acme", anonymous=False).tenant_id == "acme"
 
 
 def test_stale_config_is_served_during_an_s3_outage_only_up_to_its_bound(stack, clock):
@@ -186,12 +193,12 @@ def test_a_config_nested_too_deep_to_parse_is_a_clear_rejection(clock):
     deep = b"[" * 100_000 + b"]" * 100_000
 
     with pytest.raises(TenantRejectedError, match="TENANT_CONFIG_INVALID"):
-        memory_directory(deep, clock).admit("acme", token_tenant=None, anonymous=False)
+        memory_directory(deep, clock).admit("acme", token_tenant="acme", anonymous=False)
 
 
 def test_an_oversized_config_is_a_clear_rejection(clock):
     with pytest.raises(TenantRejectedError, match=r"TENANT_CONFIG_INVALID: .* too large"):
-        memory_directory(b" " * 300_000, clock).admit("acme", token_tenant=None, anonymous=False)
+        memory_directory(b" " * 300_000, clock).admit("acme", token_tenant="acme", anonymous=False)
 
 
 _json = st.recursive(

@@ -110,6 +110,10 @@ class TenantDirectory:
         tenant_id = mapping.get(hint)
         if not isinstance(tenant_id, str):
             raise TenantRejectedError("unknown tenant")
+        # A signed-in client belongs to exactly one tenant: a token that names none is
+        # not admitted anywhere (it would otherwise be admitted to every tenant).
+        if not anonymous and token_tenant is None:
+            raise TenantRejectedError("the token names no tenant")
         if token_tenant is not None and token_tenant != tenant_id:
             raise TenantRejectedError("the token belongs to another tenant")
         config = validate_config(self._object(config_key(tenant_id)))
