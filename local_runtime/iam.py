@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from local_runtime.template import cache_dir
+
 __all__ = [
     "AccessRequest",
     "Decision",
@@ -51,7 +53,6 @@ __all__ = [
     "RoleReport",
     "Statement",
     "acting_as",
-    "current_role",
     "install",
     "load_roles",
     "normalise_resource",
@@ -165,13 +166,14 @@ class Statement:
             for key, values in pairs.items()
         )
 
-    def grants(self) -> list[Grant]:
+    @functools.cached_property
+    def grants(self) -> tuple[Grant, ...]:
         """(action, resource) pairs this statement allows, for the least-privilege report."""
         if self.effect != "Allow":
-            return []
+            return ()
         actions = self.actions or tuple(f"NotAction:{a}" for a in self.not_actions)
         resources = self.resources or tuple(f"NotResource:{r}" for r in self.not_resources)
-        return [Grant(a, r, self.policy) for a in actions for r in resources]
+        return tuple(Grant(a, r, self.policy) for a in actions for r in resources)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,8 @@ class Decision:
     allowed: bool
     request: AccessRequest
     explicit_deny: bool = False
+    #: The Allow statements that matched (what the least-privilege report counts as used).
+    allowed_by: tuple[Statement, ...] = ()
 
     def message(self, principal: str) -> str:
         action, resource = self.request.action, self.request.resource
@@ -230,14 +234,14 @@ class Decision:
 
 
 def evaluate(statements: Sequence[Statement], request: AccessRequest) -> Decision:
-    allowed = False
+    allowing: list[Statement] = []
     for statement in statements:
         if not statement.matches(request):
             continue
         if statement.effect == "Deny":
             return Decision(False, request, explicit_deny=True)
-        allowed = True
-    return Decision(allowed, request)
+        allowing.append(statement)
+    return Decision(bool(allowing), request, allowed_by=tuple(allowing))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -403,11 +407,10 @@ class IamModel:
                 if not decision.allowed:
                     self.denied[(role.logical_id, request.action, request.resource)] += 1
                     return decision
-                for statement in role.statements:
-                    if statement.effect == "Allow" and statement.matches(request):
-                        for grant in statement.grants():
-                            if grant.covers(request):
-                                self.used[(role.logical_id, grant)] += 1
+                for statement in decision.allowed_by:
+                    for grant in statement.grants:
+                        if grant.covers(request):
+                            self.used[(role.logical_id, grant)] += 1
         return None
 
     def usage(self) -> dict[str, Any]:
@@ -506,8 +509,6 @@ def translate(template_path: Path, raw_template: Mapping[str, Any]) -> dict[str,
     """SAM's translator on the template (what ``sam deploy`` sends CloudFormation), cached per content."""
     from importlib.metadata import version
 
-    from local_runtime.template import cache_dir
-
     text = json.dumps(raw_template, sort_keys=True, default=str)
     key = hashlib.sha256(f"{version('aws-sam-translator')}\n{text}".encode()).hexdigest()
     on_disk = cache_dir("translated") / f"{key[:32]}.json"
@@ -550,10 +551,6 @@ def translate(template_path: Path, raw_template: Mapping[str, Any]) -> dict[str,
 # -- who is calling ------------------------------------------------------------------
 _ROLE: contextvars.ContextVar[str | None] = contextvars.ContextVar("bw_iam_role", default=None)
 _SESSION: contextvars.ContextVar[str] = contextvars.ContextVar("bw_iam_session", default="")
-
-
-def current_role() -> str | None:
-    return _ROLE.get()
 
 
 @contextmanager
@@ -719,7 +716,7 @@ def report(model: IamModel, records: Sequence[Mapping[str, Any]]) -> list[RoleRe
     for role in sorted(model.roles.values(), key=lambda r: r.logical_id):
         granted: list[Grant] = []
         for statement in role.statements:
-            for grant in statement.grants():
+            for grant in statement.grants:
                 normal = Grant(grant.action, normalise_resource(grant.resource), grant.policy)
                 if normal not in granted:
                     granted.append(normal)

@@ -30,7 +30,7 @@ from local_runtime import iam
 from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.models import FunctionSpec, Invocation
-from local_runtime.packaging import PackageView, current_view, importing_as, is_under, top_level_names
+from local_runtime.packaging import PackageView, current_view, importing_as, is_under
 
 __all__ = ["FunctionSpec", "Invocation", "LambdaContext", "LocalFunction"]  # data types live in models
 
@@ -66,46 +66,39 @@ class LocalFunction:
 
     spec: FunctionSpec
     clock: VirtualClock
+    #: What it can import (see :mod:`local_runtime.packaging`).
+    view: PackageView
     #: The execution role its calls are signed with (None: IAM not enforced).
     role: str | None = None
-    #: What it can import (see :mod:`local_runtime.packaging`); None: its code and layers
-    #: first on the developer's path, nothing enforced.
-    view: PackageView | None = None
     _handler: Callable[[Any, Any], Any] | None = None
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
 
     @property
     def roots(self) -> list[Path]:
-        if self.view is not None:
-            return list(self.view.roots)
-        # Layer content is built into /opt/python; unbuilt, its ContentUri is the package root.
-        return [self.spec.code_dir, *self.spec.layer_dirs]
+        return list(self.view.roots)
 
     def _load(self) -> Callable[[Any, Any], Any]:
         module_name, _, attr = self.spec.handler.rpartition(".")
         if not module_name:
             raise ValueError(f"{self.spec.logical_id}: Handler must be 'module.function', got {self.spec.handler!r}")
-        roots = [str(p.resolve()) for p in self.roots]
         view = self.view
-        own_names = view.names if view is not None else top_level_names(self.roots)
+        roots = [str(p) for p in view.roots]  # resolved by package_view
         with _IMPORT_LOCK, self._environment(), importing_as(view, cold_start=True):
             before = dict(sys.modules)
             # Shadow this function's own modules loaded elsewhere, and any module of the
             # same name (a test's or a benchmark's "delivery"), so imports find its files.
-            shared = view.shared if view is not None else frozenset()
             shadowed = {
                 name: mod
                 for name, mod in before.items()
-                if is_under(mod, roots) or ((top := name.split(".", 1)[0]) in own_names and top not in shared)
+                if is_under(mod, roots) or ((top := name.split(".", 1)[0]) in view.names and top not in view.shared)
             }
             for name in shadowed:
                 del sys.modules[name]
             # Third-party code of its builds is loaded once per process (it keeps no state
             # of the function's); its own code and its layers' are imported afresh.
-            if view is not None:
-                for root in view.dependency_roots:
-                    sys.modules.update(_DEPENDENCIES.get(root, {}))
+            for root in view.dependency_roots:
+                sys.modules.update(_DEPENDENCIES.get(root, {}))
             saved_path = list(sys.path)
             sys.path[:0] = roots
             try:
@@ -117,11 +110,7 @@ class LocalFunction:
                 # back whatever another function (or the test) had loaded.
                 for name, mod in list(sys.modules.items()):
                     if is_under(mod, roots):
-                        dependency = (
-                            next((r for r in view.dependency_roots if is_under(mod, [r])), None)
-                            if view is not None
-                            else None
-                        )
+                        dependency = next((r for r in view.dependency_roots if is_under(mod, [r])), None)
                         if dependency is not None:
                             _DEPENDENCIES.setdefault(dependency, {})[name] = mod
                         else:

@@ -38,6 +38,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from local_runtime.template import cache_dir
+
 __all__ = [
     "LAMBDA_RUNTIME_MODULES",
     "PackageBuildError",
@@ -66,11 +68,6 @@ class PackageBuildError(RuntimeError):
     """``pip install -r requirements.txt`` failed for a function or layer (pip's output says why)."""
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("BW_BUILD_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "breakwater" / "requirements"
-
-
 def _requirements(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
@@ -84,7 +81,7 @@ def build_requirements(requirements: Path) -> Path | None:
         return None
     version = f"{sys.implementation.name}{sys.version_info.major}{sys.version_info.minor}"
     digest = hashlib.sha256(f"{version}\n{text}".encode()).hexdigest()[:16]
-    target = _cache_root() / digest
+    target = cache_dir("requirements") / digest
     if (target / ".complete").is_file():
         return target
     with _BUILD_LOCK:
@@ -164,12 +161,6 @@ class PackageView:
     @functools.cached_property
     def _prefixes(self) -> tuple[str, ...]:
         return tuple(str(root) + os.sep for root in self.roots)
-
-    def owns(self, module: ModuleType) -> bool:
-        return is_under(module, self.roots)
-
-    def is_dependency(self, module: ModuleType) -> bool:
-        return is_under(module, self.dependency_roots)
 
 
 def package_view(function: str, code_dir: Path, layer_dirs: Sequence[Path]) -> PackageView:

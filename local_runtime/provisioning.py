@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,17 +106,13 @@ class Provisioner:
                     s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
         secrets = self._stack.client("secretsmanager")
         self._stack.secret_arns = {}
-        for logical_id, resource in self._stack.template.of_type("AWS::SecretsManager::Secret").items():
-            props = resource.get("Properties") or {}
-            value = props.get("SecretString")
-            if not isinstance(value, str):
-                value = self.generated_secret(logical_id, props.get("GenerateSecretString") or {})
+        for logical_id, value in self._secret_values():
             arn = str(secrets.put_secret_value(SecretId=logical_id, SecretString=value)["ARN"])
             self._stack.secret_arns[logical_id] = arn
         sqs = self._stack.client("sqs")
         for url in sqs.list_queues().get("QueueUrls", []):
             sqs.purge_queue(QueueUrl=url)
-        for state_machine in self._stack._backend().state_machines:
+        for state_machine in self._stack.executions.backend().state_machines:
             state_machine.executions.clear()
         if self._stack.enforce_iam:
             self._load_iam()
@@ -227,13 +223,18 @@ class Provisioner:
         for logical_id in self._stack.template.of_type("AWS::S3::Bucket"):
             s3.create_bucket(Bucket=logical_id.lower())
 
-    def _create_secrets(self) -> None:
-        secrets = self._stack.client("secretsmanager")
+    def _secret_values(self) -> Iterator[tuple[str, str]]:
+        """(logical id, initial value) of every secret: its SecretString, or one generated."""
         for logical_id, resource in self._stack.template.of_type("AWS::SecretsManager::Secret").items():
             props = resource.get("Properties") or {}
             value = props.get("SecretString")
             if not isinstance(value, str):
                 value = self.generated_secret(logical_id, props.get("GenerateSecretString") or {})
+            yield logical_id, value
+
+    def _create_secrets(self) -> None:
+        secrets = self._stack.client("secretsmanager")
+        for logical_id, value in self._secret_values():
             created = secrets.create_secret(Name=logical_id, SecretString=value)
             self._stack.secret_arns[logical_id] = str(created["ARN"])
 

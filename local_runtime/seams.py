@@ -831,24 +831,12 @@ _DYNAMODB_ON_REQUEST = (
 
 
 def _install_dynamodb_fidelity() -> None:
-    """The optimised DynamoDB integration as AWS records it: a ValidationException is
-    ``DynamoDB.AmazonDynamoDBException`` (cause ``... Error Code: ValidationException``),
-    and the output carries ``ConsumedCapacity``/``ItemCollectionMetrics`` only when the
-    task asked for them (moto's DynamoDB always returns ``ConsumedCapacity``)."""
+    """The optimised DynamoDB integration's output carries ``ConsumedCapacity`` /
+    ``ItemCollectionMetrics`` only when the task asked for them, as on AWS (moto's
+    DynamoDB always returns ``ConsumedCapacity``). Its error names: see
+    :func:`_install_generic_sdk_errors`."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb import (
         StateTaskServiceDynamoDB,
-    )
-
-    original_cause: Callable[[Any], tuple[str, str]] = StateTaskServiceDynamoDB._error_cause_from_client_error
-
-    def _error_cause_from_client_error(client_error: Any) -> tuple[str, str]:
-        error, cause = original_cause(client_error)
-        if client_error.response["Error"]["Code"] not in _modelled_errors("dynamodb"):
-            error = "DynamoDB.AmazonDynamoDBException"
-        return error, cause
-
-    StateTaskServiceDynamoDB._error_cause_from_client_error = staticmethod(  # type: ignore[method-assign]
-        _error_cause_from_client_error
     )
 
     original_eval = StateTaskServiceDynamoDB._eval_service_task
@@ -922,6 +910,20 @@ def _modelled_errors(service: str) -> frozenset[str]:
     ) | frozenset(shape.name for shape in model.error_shapes)
 
 
+def _unmodelled_as(
+    error_cause: Callable[[Any], tuple[str, str]], service: str, generic: str
+) -> Callable[[Any], tuple[str, str]]:
+    """``error_cause`` with an error code the service's model does not declare named ``generic``."""
+
+    def _error_cause_from_client_error(client_error: Any) -> tuple[str, str]:
+        error, cause = error_cause(client_error)
+        if client_error.response["Error"]["Code"] not in _modelled_errors(service):
+            error = generic
+        return error, cause
+
+    return _error_cause_from_client_error
+
+
 def _install_generic_sdk_errors() -> None:
     """Step Functions runs optimised integrations with the AWS SDK for Java: an error the
     service's API model declares keeps its exception's name (``Lambda.TooManyRequestsException``,
@@ -930,6 +932,9 @@ def _install_generic_sdk_errors() -> None:
     ``DynamoDB.AmazonDynamoDBException``, ``StepFunctions.AWSStepFunctionsException``. moto
     names them after the code (and doubles the suffix for Step Functions)."""
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb import (
+        StateTaskServiceDynamoDB,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
         StateTaskServiceLambda,
     )
@@ -937,17 +942,13 @@ def _install_generic_sdk_errors() -> None:
         StateTaskServiceSfn,
     )
 
-    lambda_cause: Callable[[Any], tuple[str, str]] = StateTaskServiceLambda._error_cause_from_client_error
-
-    def _error_cause_from_client_error(client_error: Any) -> tuple[str, str]:
-        error, cause = lambda_cause(client_error)
-        if client_error.response["Error"]["Code"] not in _modelled_errors("lambda"):
-            error = "Lambda.AWSLambdaException"
-        return error, cause
-
-    StateTaskServiceLambda._error_cause_from_client_error = staticmethod(  # type: ignore[method-assign]
-        _error_cause_from_client_error
-    )
+    for task, service, generic in (
+        (StateTaskServiceLambda, "lambda", "Lambda.AWSLambdaException"),
+        (StateTaskServiceDynamoDB, "dynamodb", "DynamoDB.AmazonDynamoDBException"),
+    ):
+        task._error_cause_from_client_error = staticmethod(  # type: ignore[method-assign,assignment]
+            _unmodelled_as(task._error_cause_from_client_error, service, generic)
+        )
 
     sfn_from_error = StateTaskServiceSfn._from_error
 
