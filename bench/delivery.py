@@ -4,7 +4,11 @@ Prints figures, asserts nothing. Counts come from real runs of the sendMessage
 path on the offline runtime (state transitions from the execution history,
 Lambda invocations, AWS requests by service); AWS cost per million messages is
 computed from those counts with the us-east-1 prices in PRICES, beside the
-floor (the API Gateway messages themselves plus one DynamoDB write). Then a
+floor: the API Gateway messages themselves (the speaker's inbound frame, which
+API Gateway bills like any other message, plus one outbound per listener) and
+one DynamoDB write. ``contract writes`` are what the delivery contract adds
+(README, "Delivery contract"): the ledger's one write per batch and the
+recorded outcome. Then a
 random outage schedule (API Gateway errors, throttles, gone clients) runs
 and every (message, listener) pair is checked: delivered, parked, or gone.
 
@@ -95,6 +99,8 @@ def measure(fanout: int, messages: int) -> dict[str, float]:
         writes = sum(c for (svc, op), c in requests.items() if svc == "dynamodb" and op in DYNAMODB_WRITES)
         reads = sum(c for (svc, op), c in requests.items() if svc == "dynamodb" and op in DYNAMODB_READS)
         posts = sum(c for (svc, op), c in requests.items() if svc == "apigatewaymanagementapi")
+        # No fault here, so every ledger item was written once: one per batch, plus the outcome.
+        contract_writes = len(runtime.items("DeliveriesTable"))
     finally:
         runtime.stop()
     per = 1 / messages
@@ -108,15 +114,16 @@ def measure(fanout: int, messages: int) -> dict[str, float]:
         + express_seconds * EXPRESS_MEMORY_GB * PRICES["express_gb_second"]
         + writes * per * PRICES["dynamodb_write"]
         + reads * per * PRICES["dynamodb_read"]
-        + posts * per * PRICES["apigw_websocket_message"]
+        + (posts * per + 1) * PRICES["apigw_websocket_message"]  # + the speaker's inbound frame
     )
-    floor = fanout * PRICES["apigw_websocket_message"] + PRICES["dynamodb_write"]
+    floor = (1 + fanout) * PRICES["apigw_websocket_message"] + PRICES["dynamodb_write"]
     return {
         "fanout": fanout,
         "transitions": transitions * per,
         "lambda_invocations": invocations * per + 1,
         "ddb_requests": (writes + reads) * per,
         "posts": posts * per,
+        "contract_writes": contract_writes * per,
         "wall_ms_per_1000_deliveries": wall * 1000 / (messages * fanout) * 1000,
         "cost_per_million": cost * 1e6,
         "floor_per_million": floor * 1e6,
@@ -167,13 +174,14 @@ def main() -> None:
     rows = [measure(1, 20), measure(10, 20), measure(1000, 3)]
     print(
         f"{'fan-out':>8}{'transitions':>13}{'lambdas':>9}{'ddb req':>9}{'posts':>8}{'wall ms/1000':>14}"
-        f"{'$ per 1M msgs':>15}{'floor $':>10}{'ratio':>8}"
+        f"{'$ per 1M msgs':>15}{'floor $':>10}{'ratio':>8}{'contract writes':>17}"
     )
     for row in rows:
         print(
             f"{row['fanout']:>8.0f}{row['transitions']:>13.1f}{row['lambda_invocations']:>9.2f}{row['ddb_requests']:>9.2f}"
             f"{row['posts']:>8.0f}{row['wall_ms_per_1000_deliveries']:>14.0f}{row['cost_per_million']:>15.2f}"
             f"{row['floor_per_million']:>10.2f}{row['cost_per_million'] / row['floor_per_million']:>8.2f}"
+            f"{row['contract_writes']:>17.2f}"
         )
     print("cost model: us-east-1 list prices (PRICES); Lambda 256 MB arm64, 12 ms per post, Express 64 MB")
     lost, delivered, parked = outage()
@@ -183,6 +191,7 @@ def main() -> None:
         f"lost={lost} transitions_per_msg={by_fanout[1000]['transitions']:.1f} "
         f"ddb_per_msg={by_fanout[1000]['ddb_requests']:.2f} "
         f"wall_ms_per_1000={by_fanout[1000]['wall_ms_per_1000_deliveries']:.0f} "
+        f"cost_ratio_fanout1={by_fanout[1]['cost_per_million'] / by_fanout[1]['floor_per_million']:.2f} "
         f"cost_ratio_fanout10={by_fanout[10]['cost_per_million'] / by_fanout[10]['floor_per_million']:.2f} "
         f"cost_ratio_fanout1000={by_fanout[1000]['cost_per_million'] / by_fanout[1000]['floor_per_million']:.2f}"
     )

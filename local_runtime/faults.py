@@ -21,6 +21,9 @@ Rules file (YAML or JSON)::
         gone: true                 # shorthand for GoneException (410)
       - service: secretsmanager
         latency: 4                 # virtual seconds; past the client's read timeout => ReadTimeoutError
+      - service: stepfunctions
+        operation: StartSyncExecution
+        answer_lost: true          # the call runs to completion, then the client times out reading the answer
 """
 
 from __future__ import annotations
@@ -99,14 +102,19 @@ class FaultRule:
     count: int | None = None
     after: int = 0
     probability: float = 1.0
+    #: The request reaches the service and is carried out; the answer never reaches the client,
+    #: which times out reading it (``ReadTimeoutError``) -- the case a retry can duplicate.
+    answer_lost: bool = False
     name: str | None = None
     #: Tests only (not in rule files): run this just before the matched call proceeds, e.g. a
     #: client's frame arriving while a workflow is between two of its states.
     before: Callable[[], object] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.error is None and self.latency <= 0 and self.before is None:
-            raise ValueError(f"fault rule for {self.service!r} needs an error or a latency")
+        if self.error is None and self.latency <= 0 and self.before is None and not self.answer_lost:
+            raise ValueError(f"fault rule for {self.service!r} needs an error, a latency or answer_lost")
+        if self.answer_lost and self.error is not None:
+            raise ValueError("answer_lost means the call succeeds on the service side; it takes no error")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
         if self.count is not None and self.count < 0:

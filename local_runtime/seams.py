@@ -213,6 +213,13 @@ def _install_botocore_faults() -> None:
         )
         if fault is None:
             return original(self, request, operation_model, context)
+        if fault.rule.answer_lost:
+            started = runtime.clock.now()
+            original(self, request, operation_model, context)
+            _connect, read_timeout = _client_timeouts(self, context)
+            # The client gives up once its read timeout has passed since it sent the request.
+            runtime.clock.sleep(max(0.0, max(fault.latency, read_timeout or 0.0) - (runtime.clock.now() - started)))
+            return (None, ReadTimeoutError(endpoint_url=request.url))
         if fault.latency > 0:
             connect_timeout, read_timeout = _client_timeouts(self, context)
             if fault.error == "ConnectTimeout" and connect_timeout is not None:

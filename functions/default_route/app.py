@@ -16,13 +16,13 @@ import time
 from typing import Any
 
 from botocore.exceptions import ClientError
-from drain import drain_outbox
 
 from resilience.activity import ActivityPolicy, ActivityRecorder
 from resilience.breaker import CircuitBreaker
 from resilience.clients import default_clients, error_code, translate_errors
 from resilience.errors import BreakwaterError
 from resilience.observability import current_correlation_id, default_observability, with_observability
+from resilience.outbox import Outbox
 
 SUPPORTED_ACTIONS = ("sendMessage", "ping")
 _logger = default_observability().logger
@@ -31,32 +31,19 @@ _clients = default_clients()
 _activity = ActivityRecorder(_clients.dynamodb(), os.environ["BW_CONNECTIONS_TABLE"], ActivityPolicy.from_env())
 # The same breaker (the same item) as message delivery: one view of API Gateway's health.
 _breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients.dynamodb())
-
-
-def _query_outbox(connection_id: str, limit: int) -> list[dict[str, Any]]:
-    with translate_errors("dynamodb", "Query"):
-        page = _clients.dynamodb().query(
-            TableName=os.environ["BW_OUTBOX_TABLE"],
-            KeyConditionExpression="connectionId = :c",
-            ExpressionAttributeValues={":c": {"S": connection_id}},
-            ScanIndexForward=True,
-            Limit=limit,
-        )
-    return list(page.get("Items", []))
+# The same Outbox rules as delivery (resilience.outbox): oldest first, once, within the TTL.
+_outbox = Outbox(
+    _clients.dynamodb(),
+    outbox_table=os.environ["BW_OUTBOX_TABLE"],
+    connections_table=os.environ["BW_CONNECTIONS_TABLE"],
+    now=time.time,
+)
 
 
 def _post(connection_id: str, data: bytes) -> None:
     with translate_errors("apigatewaymanagementapi", "PostToConnection"):
         _clients.apigateway_management(os.environ["BW_WEBSOCKET_ENDPOINT"]).post_to_connection(
             ConnectionId=connection_id, Data=data
-        )
-
-
-def _delete(connection_id: str, message_id: str) -> None:
-    with translate_errors("dynamodb", "DeleteItem"):
-        _clients.dynamodb().delete_item(
-            TableName=os.environ["BW_OUTBOX_TABLE"],
-            Key={"connectionId": {"S": connection_id}, "messageId": {"S": message_id}},
         )
 
 
@@ -91,13 +78,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             # A ping from a connection that was already cleaned up must not resurrect it.
             return {"statusCode": 200}
         try:
-            drained = drain_outbox(connection_id, query=_query_outbox, post=_post, delete=_delete, breaker=_breaker)
+            drained = _outbox.drain(connection_id, _post, _breaker)
         except BreakwaterError:
             # The Outbox keeps the messages; the next ping tries again.
             _logger.warning("outbox unavailable; redelivery postponed")
             return {"statusCode": 200}
         if drained.delivered:
-            _metrics.add_metric(name="MessagesRedelivered", unit="Count", value=drained.delivered)
+            _metrics.add_metric(name="MessagesRedelivered", unit="Count", value=len(drained.delivered))
+        if drained.dropped:
+            _metrics.add_metric(name="MessagesDropped", unit="Count", value=len(drained.dropped))
         return {"statusCode": 200}
     message = (
         "Message body must be a JSON object"

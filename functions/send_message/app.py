@@ -1,17 +1,27 @@
-"""sendMessage route: validate, rate-limit, deliver, and answer the sender.
+"""sendMessage route: validate, rate-limit, accept, deliver, and answer the sender.
 
-The sender is a speaker of the session. The message is stored and fanned out
-by the DeliverMessage workflow (Express, run synchronously); the sender gets
-an ``ack`` with the message id once every recipient is delivered, gone or
-parked, or an ``error`` frame saying why not (400, 403, 429, 503 with
-retryAfter). Bad input changes nothing. If the RateLimits table is down,
-limiting is off for that message — logged and counted, never a refusal.
+The sender is a speaker of the session. A message is *accepted* once: its
+``messageId`` (a ULID, so ids sort in send order) is made the first time a
+(sender connection, clientMessageId) pair is seen and kept by Powertools
+Idempotency, so every retry of the sender delivers under the same id. It is
+then stored and fanned out by the DeliverMessage workflow (Express, run
+synchronously, one SDK attempt): the sender gets an ``ack`` with the message
+id once every recipient is delivered, gone, parked or dropped, or an ``error``
+frame saying why not (400, 403, 429, 503 with retryAfter). A retry after a
+503 runs the workflow again under the same id; the delivery ledger makes that
+run post only to recipients no earlier run settled, and the lease keeps two
+runs from posting at once. Bad input changes nothing. If the RateLimits
+table is down, limiting is off for that message — logged and counted, never a
+refusal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -21,16 +31,20 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+)
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 from ulid import ULID
 
 from resilience.activity import ActivityPolicy, ActivityRecorder
-from resilience.clients import default_clients, translate_errors
+from resilience.clients import Clients, ClientSettings, default_clients, translate_errors
+from resilience.deliveries import DeliveryLedger
 from resilience.errors import (
     BreakwaterError,
     DependencyUnavailableError,
-    RateLimitedError,
+    RetryableError,
     ServiceTimeoutError,
     TenantRejectedError,
     ValidationError,
@@ -44,8 +58,14 @@ MAX_FRAME_BYTES = 32 * 1024
 _observability = default_observability()
 _logger, _metrics = _observability.logger, _observability.metrics
 _clients = default_clients()
-# A client retrying a sendMessage (same connection, same clientMessageId) gets the first
-# attempt's ack and message id back; the message is neither stored nor delivered twice.
+# One attempt: a second StartSyncExecution would start a second run while the first may
+# still post. The read timeout outlasts the workflow's TimeoutSeconds, so the outcome comes back.
+_delivering = Clients(settings=dataclasses.replace(ClientSettings.from_env(), max_attempts=1))
+_ledger = DeliveryLedger(_clients.dynamodb(), os.environ["BW_DELIVERIES_TABLE"], now=time.time)
+#: How long one run of DeliverMessage may still be posting after it started.
+_MAX_RUN_SECONDS = float(os.environ.get("BW_DELIVERY_MAX_RUN_SECONDS", "40"))
+# A client retrying a sendMessage (same connection, same clientMessageId) gets the same
+# messageId: acceptance is what is idempotent, and it never fails once it has made the id.
 _idempotency = IdempotencyConfig(
     event_key_jmespath="[sender.connectionId, clientMessageId]", expires_after_seconds=3600
 )
@@ -107,33 +127,87 @@ def check_rate(subject: str, now: float) -> None:
 @idempotent_function(  # type: ignore[untyped-decorator]
     data_keyword_argument="request", config=_idempotency, persistence_store=_idempotency_store
 )
-def deliver_once(request: dict[str, Any]) -> dict[str, Any]:
-    return deliver(request["message"], request["sender"], time.time())
+def accept(request: dict[str, Any]) -> dict[str, Any]:
+    """The message's identity, made once: the same for every retry of the sender."""
+    now_ms = int(request["now"] * 1000)
+    return {"messageId": str(ULID.from_timestamp(now_ms / 1000)), "timestamp": now_ms, "acceptedBy": request["attempt"]}
 
 
-def deliver(message: dict[str, Any], sender: dict[str, str], now: float) -> dict[str, Any]:
-    message_id = str(ULID.from_timestamp(now))
+def accept_once(message: dict[str, Any], sender: dict[str, str], now: float) -> tuple[dict[str, Any], bool]:
+    """(accepted, first): whether this attempt is the one that accepted the message."""
+    attempt = secrets.token_hex(8)
+    request = {"sender": sender, "clientMessageId": message["clientMessageId"], "now": now, "attempt": attempt}
+    try:
+        accepted: dict[str, Any] = accept(request=request)
+    except IdempotencyAlreadyInProgressError as exc:
+        # The same message is being accepted by a concurrent attempt this very moment.
+        raise RetryableError("the same message is being accepted", retry_after=1) from exc
+    except IdempotencyPersistenceLayerError as exc:
+        raise DependencyUnavailableError("messages cannot be accepted right now") from exc
+    return accepted, accepted.get("acceptedBy") == attempt
+
+
+def earlier_outcome(accepted: dict[str, Any], first: bool, now: float, expires_at: int) -> dict[str, Any] | None:
+    """For a retry: the outcome a finished run recorded, or the right to start a run.
+
+    A retry starts a run only when no earlier run of the message can still be
+    posting (the delivery lease); otherwise it is told when to come back.
+    """
+    if first:
+        return None
+    report = _ledger.report(accepted["messageId"])
+    if report is not None:
+        return {"messageId": accepted["messageId"], **report}
+    held_until = _ledger.take_lease(
+        accepted["messageId"],
+        seconds=_MAX_RUN_SECONDS,
+        first_run_ends=accepted["timestamp"] / 1000 + _MAX_RUN_SECONDS,
+        expires_at=expires_at,
+    )
+    if held_until is not None:
+        raise RetryableError("the message is still being delivered", retry_after=max(1, math.ceil(held_until - now)))
+    return None
+
+
+def deliver(
+    message: dict[str, Any], sender: dict[str, str], accepted: dict[str, Any], *, now: float, remaining: float
+) -> dict[str, Any]:
+    timestamp = int(accepted["timestamp"])
     payload = {
-        "messageId": message_id,
+        "messageId": accepted["messageId"],
         "sessionId": message["sessionId"],
         "clientMessageId": message["clientMessageId"],
         "sender": sender,
         "body": message["body"],
-        "timestamp": int(now * 1000),
-        "expiresAt": int(now) + int(float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600),
-        "correlationId": current_correlation_id() or message_id,
+        "timestamp": timestamp,
+        "expiresAt": timestamp // 1000 + int(float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600),
+        "correlationId": current_correlation_id() or accepted["messageId"],
+        "rerun": False,
     }
+    read_timeout = _delivering.settings.timeouts_for("stepfunctions").read
+    if remaining < read_timeout + 1:
+        # Not enough time left to hear the outcome: starting now could only leave the sender guessing.
+        raise RetryableError("not enough time left to deliver", retry_after=1)
     with translate_errors("stepfunctions", "StartSyncExecution"):
-        outcome = _clients.stepfunctions().start_sync_execution(
+        outcome = _delivering.stepfunctions().start_sync_execution(
             stateMachineArn=os.environ["BW_DELIVER_MESSAGE_ARN"], name=payload["messageId"], input=json.dumps(payload)
         )
     if outcome["status"] != "SUCCEEDED":
-        _logger.error("delivery failed", extra={"error": outcome.get("error")})
+        _logger.error("delivery failed", extra={"status": outcome["status"], "error": outcome.get("error")})
         if outcome.get("error") == "ServiceTimeoutError":
+            # Nothing was stored, so no batch ever started: the sender may retry at once.
+            try:
+                _ledger.release(payload["messageId"], expires_at=int(payload["expiresAt"]))
+            except BreakwaterError:
+                _logger.warning("delivery lease not released")
             raise ServiceTimeoutError("the message could not be stored")
-        raise DependencyUnavailableError("the message could not be delivered")
+        # A batch of this run may still be posting: a retry before then is told to wait.
+        run_ends = int(accepted["timestamp"]) / 1000 + _MAX_RUN_SECONDS
+        raise DependencyUnavailableError(
+            "the message could not be delivered", retry_after=max(1, math.ceil(run_ends - now))
+        )
     report = json.loads(outcome["output"])
-    counts = {key: int(report[key]) for key in ("delivered", "gone", "parked")}
+    counts = {key: int(report.get(key, 0)) for key in ("delivered", "gone", "parked", "dropped")}
     return {"messageId": payload["messageId"], **counts}
 
 
@@ -163,13 +237,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             _logger.warning("activity not recorded")
         check_rate(sender["userId"] if sender["userId"] != "anonymous" else connection_id, now)
         _idempotency.register_lambda_context(context)
-        result = deliver_once(
-            request={"message": message, "sender": sender, "clientMessageId": message["clientMessageId"]}
+        accepted, first = accept_once(message, sender, now)
+        expires_at = int(now) + int(float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600)
+        result = earlier_outcome(accepted, first, now, expires_at) or deliver(
+            message, sender, accepted, now=now, remaining=context.get_remaining_time_in_millis() / 1000
         )
-    except IdempotencyAlreadyInProgressError:
-        error = RateLimitedError("the same message is being delivered", retry_after=1)
-        answer(connection_id, {"type": "error", **error.to_response(current_correlation_id())["error"]})
-        return {"statusCode": 429}
     except BreakwaterError as error:
         frame: dict[str, Any] = {"type": "error", **error.to_response(current_correlation_id())["error"]}
         if client_message_id:

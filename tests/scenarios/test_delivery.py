@@ -117,7 +117,7 @@ def test_SessionLargerThanOnePageIsDeliveredWhole(stack):
     assert send(runtime, {"text": "paged"}) == 200
 
     ack = received(runtime, SPEAKER)[0]
-    assert ack["recipients"] == {"messageId": ack["messageId"], "delivered": 7, "gone": 0, "parked": 0}
+    assert ack["recipients"] == {"messageId": ack["messageId"], "delivered": 7, "gone": 0, "parked": 0, "dropped": 0}
     assert all(len(received(runtime, listener)) == 1 for listener in listeners(runtime))
 
 
@@ -250,7 +250,7 @@ def test_FanOutOfAThousandListeners(stack):
     assert send(runtime, {"text": "all hands"}) == 200
 
     ack = received(runtime, SPEAKER)[0]
-    assert ack["recipients"] == {"messageId": ack["messageId"], "delivered": 1000, "gone": 0, "parked": 0}
+    assert ack["recipients"] == {"messageId": ack["messageId"], "delivered": 1000, "gone": 0, "parked": 0, "dropped": 0}
     assert all(len(received(runtime, f"L{i}=")) == 1 for i in range(0, 1000, 97))
 
 

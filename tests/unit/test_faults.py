@@ -30,7 +30,7 @@ def test_shorthands_expand_to_aws_error_codes():
     ("rule", "message"),
     [
         ({"operation": "GetItem", "error": "X"}, "needs a 'service'"),
-        ({"service": "s3"}, "needs an error or a latency"),
+        ({"service": "s3"}, "needs an error, a latency or answer_lost"),
         ({"service": "s3", "error": "X", "probability": 2}, "probability"),
         ({"service": "s3", "error": "X", "colour": "red"}, "unknown fault rule keys"),
     ],
