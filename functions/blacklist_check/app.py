@@ -25,7 +25,7 @@ _clients = default_clients()
 # Two attempts, not the default three: a third would only delay the fail-closed answer
 # past the step's budget, and a refused client can simply reconnect.
 _lookups = Clients(settings=dataclasses.replace(ClientSettings.from_env(), max_attempts=2))
-_breaker = CircuitBreaker.from_env("dynamodb.tokenBlacklist", _clients.dynamodb())
+_breaker = CircuitBreaker.from_env("dynamodb.tokenBlacklist", _clients)
 _blacklist = TokenBlacklist(_lookups.dynamodb(), os.environ["BW_TOKEN_BLACKLIST_TABLE"], breaker=_breaker)
 
 

@@ -30,7 +30,7 @@ _metrics = default_observability().metrics
 _clients = default_clients()
 _activity = ActivityRecorder(_clients.dynamodb(), os.environ["BW_CONNECTIONS_TABLE"], ActivityPolicy.from_env())
 # The same breaker (the same item) as message delivery: one view of API Gateway's health.
-_breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients.dynamodb())
+_breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients)
 # The same Outbox rules as delivery (resilience.outbox): oldest first, once, within the TTL.
 _outbox = Outbox(
     _clients.dynamodb(),

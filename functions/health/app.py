@@ -75,7 +75,7 @@ _clients = default_clients()
 _probing = Clients(settings=ClientSettings(timeouts=_clients.settings.timeouts, max_attempts=1))
 _degradations = DegradationTracker(clock=lambda: time.time())
 _latency = LatencyTracker(clock=lambda: time.monotonic())
-_breakers = {name: CircuitBreaker.from_env(name, _probing.dynamodb()) for name in BREAKERS}
+_breakers = {name: CircuitBreaker.from_env(name, _clients) for name in BREAKERS}
 app = APIGatewayHttpResolver()
 
 

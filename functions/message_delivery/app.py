@@ -61,7 +61,7 @@ def _on_transition(transition: Transition) -> None:
     _logger.warning("breaker transition", extra={"breaker": transition.name, "to": str(transition.to_state)})
 
 
-_breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients.dynamodb(), on_transition=_on_transition)
+_breaker = CircuitBreaker.from_env("apigateway.postToConnection", _clients, on_transition=_on_transition)
 
 
 def _recipients(event: dict[str, Any]) -> dict[str, bool]:

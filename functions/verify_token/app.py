@@ -27,7 +27,7 @@ _logger, _metrics = _observability.logger, _observability.metrics
 _clients = default_clients()
 _policy = TokenPolicy.from_env()
 # One breaker for Cognito across the fleet (seed 003: cognito.verifyJwt).
-_breaker = CircuitBreaker.from_env("cognito.verifyJwt", _clients.dynamodb())
+_breaker = CircuitBreaker.from_env("cognito.verifyJwt", _clients)
 _verifier = TokenVerifier(
     _policy,
     jwks=JwksCache(_policy, timeout=_clients.settings.timeouts_for("cognito-idp").read, breaker=_breaker),

@@ -56,6 +56,7 @@ blip = st.fixed_dictionaries(
                 "breakers",
                 "lambda",
                 "answer_lost",
+                "lost_outcome",
             ]
         ),
         "count": st.integers(min_value=1, max_value=3),
@@ -81,11 +82,30 @@ def apigateway_rule(fault: dict[str, Any]) -> dict[str, Any]:
     return {**base, "latency": 4}  # past the 3 s read timeout: the SDK times out before sending
 
 
+def blip_rules(fault: dict[str, Any]) -> list[dict[str, Any]]:
+    kind = fault["kind"]
+    lost_answer = {"service": "stepfunctions", "operation": "StartSyncExecution", "answer_lost": True, "count": 1}
+    if kind == "answer_lost":
+        return [{**lost_answer, "after": fault["after"] % 3}]
+    if kind == "lost_outcome":
+        # The answer is lost and the outcome cannot be recorded: the sender's retry runs the
+        # delivery again, which must post only to whoever the first run did not reach.
+        return [
+            {**lost_answer, "after": fault["after"] % 3},
+            {
+                "service": "dynamodb",
+                "operation": "PutItem",
+                "resource": "DeliveriesTable",
+                "error": "InternalServerError",
+                "count": 3,
+            },
+        ]
+    return [blip_rule(fault)]
+
+
 def blip_rule(fault: dict[str, Any]) -> dict[str, Any]:
     base = {"count": fault["count"], "after": fault["after"]}
     kind = fault["kind"]
-    if kind == "answer_lost":
-        return {**base, "service": "stepfunctions", "operation": "StartSyncExecution", "answer_lost": True, "count": 1}
     if kind == "lambda":
         return {**base, "service": "lambda", "resource": "MessageDeliveryFunction", "throttle": True}
     table, operation = {
@@ -132,7 +152,7 @@ def ping(runtime: LocalRuntime, connection_id: str) -> None:
     seed=st.integers(min_value=0, max_value=1000),
 )
 def test_the_delivery_contract_holds_under_any_fault_schedule(listeners, messages, outages, blips, leaving, seed):
-    rules = [apigateway_rule(f) for f in outages] + [blip_rule(f) for f in blips]
+    rules = [apigateway_rule(f) for f in outages] + [rule for f in blips for rule in blip_rules(f)]
     with LocalRuntime(ROOT / "template.yaml", faults=rules, seed=seed) as runtime:
         everyone = [f"L{i}=" for i in range(listeners)]
         join_session(runtime, SESSION, [(SPEAKER, "speaker", "u"), *((c, "listener", "u") for c in everyone)])

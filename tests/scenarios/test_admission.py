@@ -248,6 +248,7 @@ def test_AdmissionTraceShowsTheParallelChecks(stack):
 # way seeds 000/002 say: security dependencies refuse token holders, configuration refuses
 # everyone, rate limiting is switched off, the connection store refuses everyone with 503.
 # Connections has no "malformed" row: the workflow writes the item, it reads nothing back.
+# Breakers is the circuit breakers' own state: its rows pin where availability gives way.
 
 COGNITO, BREAKWATER, LISTENER = "speaker (Cognito)", "speaker (breakwater)", "listener (anonymous)"
 OK = (200, None)
@@ -261,6 +262,7 @@ DEPENDENCIES: dict[str, dict[str, Any]] = {
     "Cognito JWKS": {"service": "cognito-idp", "operation": "GetJWKS"},
     "RateLimits": {"service": "dynamodb", "resource": "RateLimitsTable"},
     "Connections": {"service": "dynamodb", "resource": "ConnectionsTable", "operation": "PutItem"},
+    "Breakers": {"service": "dynamodb", "resource": "BreakersTable"},
 }
 ERRORS: dict[str, dict[str, str]] = {  # per service: its 5xx and its access-denied error codes
     "dynamodb": {"5xx": "InternalServerError", "denied": "AccessDeniedException"},
@@ -300,6 +302,13 @@ MATRIX: list[tuple[str, str, tuple[int, str | None], tuple[int, str | None], tup
     ("Connections",     "throttle",     DOWN,             DOWN,                DOWN),
     ("Connections",     "5xx",          DOWN,             DOWN,                DOWN),
     ("Connections",     "AccessDenied", DOWN,             DOWN,                DOWN),
+    # The security path's breakers fail closed when their state cannot be read: the JWKS
+    # download is refused (no stale keys in a fresh container: 503), the revocation check
+    # treats the token as revoked. Nothing a token holder presents is judged blind.
+    ("Breakers",        "timeout",      DOWN,             REVOKED,             OK),
+    ("Breakers",        "throttle",     DOWN,             REVOKED,             OK),
+    ("Breakers",        "5xx",          DOWN,             REVOKED,             OK),
+    ("Breakers",        "AccessDenied", DOWN,             REVOKED,             OK),
 ]  # fmt: skip
 ROLES = (COGNITO, BREAKWATER, LISTENER)
 

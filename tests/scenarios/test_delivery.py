@@ -324,3 +324,29 @@ def test_ClientRetryWithTheSameClientMessageIdIsDeliveredOnce(stack):
     assert first["messageId"] == second["messageId"]
     assert len(runtime.items("MessagesTable")) == 1
     assert all(len(received(runtime, listener)) == 1 for listener in listeners(runtime))
+
+
+def test_SlowBreakerStoreCostsOneTimeoutPerInterval(stack):
+    # The Breakers table answers in 12 s, past its client's read timeout (1 s, one attempt).
+    # The delivery breaker fails open (availability wins) and leaves the table alone until
+    # its next refresh: a message to ten listeners costs one store timeout, not one per
+    # recipient (before: 3 attempts x 5 s per GetItem and UpdateItem, per recipient, which
+    # ran the batch into its Lambda timeout).
+    slow = {"name": "slow breakers", "service": "dynamodb", "resource": "*Breakers*", "latency": 12}
+    runtime = stack(listeners=10, faults=[slow])
+
+    def timed_send(n: int) -> tuple[float, int]:
+        """Virtual seconds the send took, and the Breakers requests it made."""
+        started, asked = runtime.clock.now(), len(runtime.faults.log)
+        assert send(runtime, {"n": n}, client_id=f"6f1c2e9a-0000-4000-8000-00000000002{n}") == 200
+        return round(runtime.clock.now() - started, 6), len(runtime.faults.log) - asked
+
+    assert timed_send(1) == (1.0, 1)  # one store timeout for the whole batch
+    assert timed_send(2) == (0.0, 0)  # within the refresh interval: the store rests
+    runtime.clock.advance(16)  # past BreakerRefreshSeconds (15)
+    assert timed_send(3) == (1.0, 1)  # the next interval: one more look, one more timeout
+
+    acks = [m for m in received(runtime, SPEAKER) if m["type"] == "ack"]
+    assert [a["recipients"]["delivered"] for a in acks] == [10, 10, 10]
+    assert all(len(received(runtime, listener)) == 3 for listener in listeners(runtime))
+    assert runtime.items("OutboxTable") == []

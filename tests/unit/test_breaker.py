@@ -330,6 +330,121 @@ def test_store_down_fails_closed_on_the_security_path(clock):
     assert dependency.calls == 0
 
 
+class SlowStore(MemoryBreakerStore):
+    """The Breakers table behind its client: every request takes ``latency`` virtual seconds;
+    while ``down``, it times out after the client's ``timeout`` instead."""
+
+    def __init__(self, clock: Clock, *, latency: float = 0.0, timeout: float = 1.0) -> None:
+        super().__init__()
+        self.clock, self.latency, self.timeout = clock, latency, timeout
+        self.down = False
+
+    def _wait(self) -> None:
+        self.requests += 1 if self.down else 0  # the memory store counts the ones it serves
+        self.clock.advance(self.timeout if self.down else self.latency)
+        if self.down:
+            raise BreakerStoreError("Breakers table timed out")
+
+    def get(self, name):
+        self._wait()
+        return super().get(name)
+
+    def add(self, name, update):
+        self._wait()
+        return super().add(name, update)
+
+    def change(self, name, change, *, expected_version):
+        self._wait()
+        return super().change(name, change, expected_version=expected_version)
+
+
+def test_a_view_is_dated_from_when_the_store_answered(clock):
+    # The store answers after 8 s, longer than the 5 s refresh interval: the view must still
+    # be fresh on arrival, or every call would go back to the store.
+    store = SlowStore(clock, latency=8)
+    breaker, dependency = make(store, clock), Dependency()
+    breaker.call(dependency)
+    asked, started = store.requests, clock.now
+    for _ in range(3):
+        breaker.call(dependency)
+    assert (store.requests - asked, clock.now - started) == (0, 0)
+
+
+def test_a_failing_store_costs_one_timeout_per_refresh_interval_not_one_per_call(clock):
+    store = SlowStore(clock)
+    store.down = True
+    breaker, dependency = make(store, clock), Dependency()
+    waited = 0.0
+    for second in range(60):  # a call a second for a minute, half of them failing
+        dependency.up = second % 2 == 0
+        before = clock.now
+        try:
+            breaker.call(dependency)
+        except RetryableError:
+            pass
+        waited += clock.now - before
+        clock.advance(1)
+    # Availability wins: every call reached the dependency...
+    assert dependency.calls == 60
+    # ...and the store was asked (and waited for) once per refresh interval (5 s, up to 20 % shorter).
+    looks = store.requests
+    assert 60 / 5 <= looks <= 60 / (5 * 0.8) + 1
+    assert waited == pytest.approx(looks * store.timeout)
+
+
+def test_what_a_down_store_missed_is_reported_when_it_answers_again(clock):
+    store = SlowStore(clock)
+    breaker, dependency = make(store, clock), Dependency()
+    breaker.call(dependency)
+    store.down = True
+    clock.advance(POLICY.refresh_interval)
+    for _ in range(4):
+        breaker.call(dependency)
+    dependency.up = False
+    fail(breaker, dependency)
+    store.down = False
+    clock.advance(POLICY.refresh_interval)
+    breaker.call(Dependency())  # a healthy call after the interval flushes what was missed
+    breaker.flush()
+    stats = breaker.stats()
+    assert (stats.calls, stats.failures) == (7, 1)
+
+
+def test_a_failing_store_fails_closed_on_the_security_path_for_one_interval(clock):
+    store = SlowStore(clock)
+    store.down = True
+    policy = BreakerPolicy(**{**POLICY.__dict__, "fail_closed_on_store_error": True, "refresh_jitter": 0})
+    breaker, dependency = make(store, clock, policy), Dependency()
+    started = clock.now
+    for _ in range(10):
+        with pytest.raises(CircuitOpenError):
+            breaker.call(dependency)
+    # Refused without calling the dependency, and the store was waited for once.
+    assert (dependency.calls, store.requests, clock.now - started) == (0, 1, store.timeout)
+    store.down = False
+    clock.advance(policy.refresh_interval)
+    assert breaker.call(dependency, 7) == 7
+
+
+def test_flush_with_nothing_to_report_makes_no_request(store, clock):
+    breaker, dependency = make(store, clock), Dependency()
+    breaker.call(dependency)
+    breaker.flush()
+    asked = store.requests
+    breaker.flush()
+    assert store.requests == asked
+
+
+def test_the_security_path_breakers_fail_closed_and_the_others_open():
+    from resilience.breaker import policy_for
+
+    assert policy_for("cognito.verifyJwt", {}).fail_closed_on_store_error
+    assert policy_for("dynamodb.tokenBlacklist", {}).fail_closed_on_store_error
+    assert not policy_for("apigateway.postToConnection", {}).fail_closed_on_store_error
+    assert not policy_for("dynamodb.putMessage", {}).fail_closed_on_store_error
+    assert not policy_for("unknown.thing", {}).fail_closed_on_store_error
+
+
 def test_force_open_holds_until_reset(store, clock):
     breaker, dependency = make(store, clock), Dependency()
     breaker.force_open()

@@ -133,3 +133,19 @@ def test_dynamodb_store_errors_become_breaker_store_errors():
             store.add(NAME, counts(1))
         with pytest.raises(BreakerStoreError):
             store.change(NAME, StateChange(BreakerState.OPEN), expected_version=0)
+
+
+def test_the_breaker_store_client_times_out_once_within_its_short_read_timeout():
+    # A Breakers table slower than any client would wait: the store's own client (1 s read
+    # timeout, one attempt) gives up after one second, not after 3 attempts at 5 s.
+    from local_runtime import LocalRuntime
+    from resilience.clients import Clients, ClientSettings
+
+    faults = [{"service": "dynamodb", "resource": "BreakersTable", "latency": 12}]
+    with LocalRuntime(ROOT / "template.yaml", faults=faults) as runtime:
+        store = DynamoDBBreakerStore("BreakersTable", Clients(settings=ClientSettings.from_env({})).breaker_store())
+        started = runtime.clock.now()
+        with pytest.raises(BreakerStoreError):
+            store.get(NAME)
+        assert runtime.clock.now() - started == pytest.approx(1.0)
+        assert len(runtime.faults.log) == 1

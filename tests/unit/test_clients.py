@@ -145,6 +145,25 @@ def test_the_template_defaults_match_the_code_defaults() -> None:
     assert from_template == ClientSettings.from_env({}) == ClientSettings()
 
 
+def test_the_breaker_store_client_has_its_own_tight_timeouts_and_one_attempt() -> None:
+    clients, session = make_clients({"BW_SDK_MAX_ATTEMPTS": "5", "BW_DYNAMODB_READ_TIMEOUT": "9"})
+    store = config_of(clients.breaker_store())
+    assert (store.connect_timeout, store.read_timeout) == (0.5, 1)
+    # One attempt whatever BW_SDK_MAX_ATTEMPTS says: the breaker remembers a failure instead.
+    assert store.retries == {"mode": "standard", "total_max_attempts": 1}
+    # A second DynamoDB client, next to (not instead of) the tables' own.
+    assert clients.breaker_store() is clients.breaker_store()
+    assert clients.dynamodb() is not clients.breaker_store()
+    assert config_of(clients.dynamodb()).read_timeout == 9
+    assert session.created == [("dynamodb", None), ("dynamodb", None)]
+
+    tuned, _ = make_clients({"BW_BREAKER_STORE_CONNECT_TIMEOUT": "0.2", "BW_BREAKER_STORE_READ_TIMEOUT": "0.8"})
+    assert (config_of(tuned.breaker_store()).connect_timeout, config_of(tuned.breaker_store()).read_timeout) == (
+        0.2,
+        0.8,
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -153,6 +172,7 @@ def test_the_template_defaults_match_the_code_defaults() -> None:
         ("BW_S3_CONNECT_TIMEOUT", "-1"),
         ("BW_SDK_MAX_ATTEMPTS", "2.5"),
         ("BW_SDK_MAX_ATTEMPTS", "0"),
+        ("BW_BREAKER_STORE_READ_TIMEOUT", "0"),
     ],
 )
 def test_a_bad_setting_is_a_configuration_error_naming_the_variable(name: str, value: str) -> None:

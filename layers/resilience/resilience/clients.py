@@ -9,6 +9,11 @@ long; every client here is therefore built by :class:`Clients` from
 (``BW_<SERVICE>_CONNECT_TIMEOUT`` / ``BW_<SERVICE>_READ_TIMEOUT`` /
 ``BW_SDK_MAX_ATTEMPTS``).
 
+The Breakers table is the exception: the circuit breaker asks it on the path
+of the protected call, so its client has its own, much tighter budget
+(``BW_BREAKER_STORE_CONNECT_TIMEOUT`` / ``BW_BREAKER_STORE_READ_TIMEOUT``,
+0.5 s / 1 s) and makes one attempt (:meth:`Clients.breaker_store`).
+
 Usage, once at module level of a handler (the cold start), then in the handler::
 
     CLIENTS = Clients()                     # or default_clients()
@@ -29,7 +34,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 __all__ = [
+    "BREAKER_STORE_TIMEOUTS",
     "DEFAULT_TIMEOUTS",
     "FALLBACK_TIMEOUTS",
     "THROTTLING_ERROR_CODES",
@@ -151,6 +157,11 @@ _ENV_PREFIX: Mapping[str, str] = MappingProxyType(
     }
 )
 
+#: The Breakers table's client. A breaker that cannot read its state in a second acts
+#: on its policy (fail open or closed) instead: the protected call must not wait
+#: a DynamoDB budget (3 attempts at 5 s) just to learn whether it may run.
+BREAKER_STORE_TIMEOUTS = ClientTimeouts(connect=0.5, read=1)
+
 _DEFAULT_MAX_ATTEMPTS = 3
 
 
@@ -161,6 +172,8 @@ class ClientSettings:
     timeouts: Mapping[str, ClientTimeouts] = field(default_factory=lambda: DEFAULT_TIMEOUTS)
     #: Total attempts per SDK call, the first included (botocore's ``total_max_attempts``).
     max_attempts: int = _DEFAULT_MAX_ATTEMPTS
+    #: The Breakers table's client (one attempt, whatever ``max_attempts`` says).
+    breaker_store: ClientTimeouts = BREAKER_STORE_TIMEOUTS
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -170,7 +183,8 @@ class ClientSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientSettings:
-        """Read ``BW_<SERVICE>_CONNECT_TIMEOUT``/``_READ_TIMEOUT`` and ``BW_SDK_MAX_ATTEMPTS``.
+        """Read ``BW_<SERVICE>_CONNECT_TIMEOUT``/``_READ_TIMEOUT``, ``BW_BREAKER_STORE_CONNECT_TIMEOUT``/
+        ``_READ_TIMEOUT`` and ``BW_SDK_MAX_ATTEMPTS``.
 
         ``environ`` defaults to ``os.environ`` *as it is at call time*: the local
         runtime swaps ``os.environ`` for a per-function view, which a default bound
@@ -184,8 +198,14 @@ class ClientSettings:
             )
             for service, default in DEFAULT_TIMEOUTS.items()
         }
+        breaker_store = ClientTimeouts(
+            connect=env_number(env, "BW_BREAKER_STORE_CONNECT_TIMEOUT", BREAKER_STORE_TIMEOUTS.connect, positive=True),
+            read=env_number(env, "BW_BREAKER_STORE_READ_TIMEOUT", BREAKER_STORE_TIMEOUTS.read, positive=True),
+        )
         return cls(
-            timeouts=timeouts, max_attempts=env_int(env, "BW_SDK_MAX_ATTEMPTS", _DEFAULT_MAX_ATTEMPTS, positive=True)
+            timeouts=timeouts,
+            max_attempts=env_int(env, "BW_SDK_MAX_ATTEMPTS", _DEFAULT_MAX_ATTEMPTS, positive=True),
+            breaker_store=breaker_store,
         )
 
     def timeouts_for(self, service: str) -> ClientTimeouts:
@@ -203,6 +223,20 @@ class ClientSettings:
             # throttles, which is why each client lives as long as its container.
             retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
             # Lambda's NAT idles out quiet connections; keepalive saves a reconnect.
+            tcp_keepalive=True,
+        )
+
+    def breaker_store_config(self) -> Config:
+        """The Breakers table's client: tight timeouts and a single attempt.
+
+        One attempt because the breaker itself remembers a failed store request
+        for a refresh interval: an SDK retry would only multiply the time a
+        protected call waits, and adaptive mode's rate limiter could add more.
+        """
+        return Config(
+            connect_timeout=self.breaker_store.connect,
+            read_timeout=self.breaker_store.read,
+            retries={"mode": "standard", "total_max_attempts": 1},
             tcp_keepalive=True,
         )
 
@@ -238,31 +272,41 @@ class Clients:
         self._session = session if session is not None else boto3.session.Session()
         self.settings = settings if settings is not None else ClientSettings.from_env()
         self._region_name = region_name
-        self._clients: dict[tuple[str, str | None], BaseClient] = {}
+        #: Keyed by (service, endpoint, purpose): the Breakers table's client is a second DynamoDB client.
+        self._clients: dict[tuple[str, str | None, str], BaseClient] = {}
         self._lock = threading.Lock()
 
     def client(self, service: str, *, endpoint_url: str | None = None) -> BaseClient:
         """The cached client for ``service`` (and ``endpoint_url``), built on first use."""
-        key = (service, endpoint_url)
+        return self._cached(service, endpoint_url, "", lambda: self.settings.config_for(service))
+
+    def _cached(self, service: str, endpoint_url: str | None, purpose: str, config: Callable[[], Config]) -> BaseClient:
+        key = (service, endpoint_url, purpose)
         with self._lock:
             found = self._clients.get(key)
             if found is None:
-                found = self._create(service, endpoint_url)
+                found = self._create(service, endpoint_url, config())
                 self._clients[key] = found
             return found
 
-    def _create(self, service: str, endpoint_url: str | None) -> BaseClient:
+    def _create(self, service: str, endpoint_url: str | None, config: Config) -> BaseClient:
         region = self._region_name
         if endpoint_url is not None and (match := _EXECUTE_API_HOST.match(endpoint_url)):
             # SigV4 signs for the endpoint's own region, whatever the session's default is.
             region = match.group(1)
         created = self._session.client(  # type: ignore[call-overload]
-            service, region_name=region, endpoint_url=endpoint_url, config=self.settings.config_for(service)
+            service, region_name=region, endpoint_url=endpoint_url, config=config
         )
         return cast("BaseClient", created)
 
     def dynamodb(self) -> DynamoDBClient:
         return cast("DynamoDBClient", self.client("dynamodb"))
+
+    def breaker_store(self) -> DynamoDBClient:
+        """The DynamoDB client of the Breakers table (:meth:`ClientSettings.breaker_store_config`)."""
+        return cast(
+            "DynamoDBClient", self._cached("dynamodb", None, "breaker-store", self.settings.breaker_store_config)
+        )
 
     def secretsmanager(self) -> SecretsManagerClient:
         return cast("SecretsManagerClient", self.client("secretsmanager"))

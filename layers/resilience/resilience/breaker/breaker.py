@@ -20,6 +20,14 @@ Costs on the healthy path: an environment trusts its cached view for
 most one store request per interval (the flush of its successes returns the
 current record, which doubles as the refresh). A failure is written at once,
 because it may be the one that crosses the threshold.
+
+Costs when the Breakers table is slow or failing: its client has its own
+tight timeouts and makes one attempt (:meth:`Clients.breaker_store`), a view
+is dated from the moment the store *answered* (a slow answer is still fresh
+on arrival), and a failed or timed-out request is remembered: the breaker acts
+on its policy (``fail_closed_on_store_error``: refuse, else let calls through)
+and asks the store again only after a refresh interval. A protected call thus
+pays at most one short store timeout per refresh interval, never one per call.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from resilience.breaker.config import BreakerPolicy, policy_for
 from resilience.breaker.state import BreakerRecord, BreakerState, BreakerStats, CircuitInfo, Counts, Transition
@@ -43,10 +51,14 @@ from resilience.breaker.store.base import BreakerStore, CountUpdate, StateChange
 from resilience.breaker.store.dynamodb import DynamoDBBreakerStore
 from resilience.errors import BreakerStoreError, CircuitOpenError
 
+if TYPE_CHECKING:
+    from resilience.clients import Clients
+
 __all__ = ["CircuitBreaker"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +66,10 @@ logger = logging.getLogger(__name__)
 class _Admission(Enum):
     CALL = "call"
     PROBE = "probe"
+
+
+class _StoreRestingError(BreakerStoreError):
+    """Not asked: the store failed less than a refresh interval ago (no request was made)."""
 
 
 class CircuitBreaker:
@@ -88,21 +104,28 @@ class CircuitBreaker:
         self._streak = 0
         self._marked = False
         self._probing = False
+        #: After a failed store request: no other request before this (see _ask).
+        self._store_rests_until = float("-inf")
 
     @classmethod
     def from_env(
         cls,
         name: str,
-        dynamodb_client: Any,
+        clients: Clients,
         *,
         env: Mapping[str, str] | None = None,
         on_transition: Callable[[Transition], None] | None = None,
         on_circuit_open: Callable[..., Any] | None = None,
     ) -> CircuitBreaker:
         """The breaker ``name`` on the deployment's Breakers table (``BW_BREAKERS_TABLE``),
-        with its dependency's policy from the template Parameters."""
+        with its dependency's policy from the template Parameters.
+
+        The store gets the Breakers table's own client (``clients.breaker_store()``:
+        tight timeouts, one attempt), never the caller's DynamoDB client, whose
+        budget (3 attempts at 5 s) a protected call must not wait through.
+        """
         env = os.environ if env is None else env
-        store = DynamoDBBreakerStore(env["BW_BREAKERS_TABLE"], dynamodb_client)
+        store = DynamoDBBreakerStore(env["BW_BREAKERS_TABLE"], clients.breaker_store())
         return cls(name, store, policy_for(name, env), on_transition=on_transition, on_circuit_open=on_circuit_open)
 
     # -- public API -------------------------------------------------------------------
@@ -183,8 +206,16 @@ class CircuitBreaker:
         self._operator_change(StateChange(BreakerState.OPEN, opened_at=now, forced=True, at=now), "forced open")
 
     def flush(self) -> None:
-        """Report aggregated successes now (e.g. before an environment is frozen)."""
-        self._flush(self._clock())
+        """Report aggregated successes now (e.g. before an environment is frozen).
+
+        Nothing to report is no request: handlers flush after every invocation, and
+        a refresh there would cost a store request (or, the store being slow, a
+        store timeout) per invocation.
+        """
+        with self._lock:
+            due = bool(self._pending)
+        if due:
+            self._flush(self._clock())
 
     # -- admission ----------------------------------------------------------------------
     def _admit(self) -> _Admission:
@@ -221,15 +252,19 @@ class CircuitBreaker:
             at=now,
         )
         try:
-            won = self.store.change(self.name, change, expected_version=record.version)
+            won = self._ask(lambda: self.store.change(self.name, change, expected_version=record.version))
         except BreakerStoreError:
             won = None
         if won is None:
             with self._lock:
                 self._probing = False
-            self._refresh(now)
-            raise self._open_error(self._record or record)
-        self._remember(won, now)
+            self._refresh()
+            current = self._record or record
+            if current.state is BreakerState.CLOSED:
+                # Closed meanwhile, or the store is down and the policy lets calls through.
+                return _Admission.CALL
+            raise self._open_error(current)
+        self._remember(won, self._clock())
         if record.state is BreakerState.OPEN:
             self._notify(record.state, BreakerState.HALF_OPEN, now, "recovery timeout elapsed: probing")
         return _Admission.PROBE
@@ -272,11 +307,12 @@ class CircuitBreaker:
             prune=record.counters_outside(now, self.policy.window_seconds, self.policy.bucket_seconds),
         )
         try:
-            written = self.store.add(self.name, update)
+            written = self._ask(lambda: self.store.add(self.name, update))
         except BreakerStoreError:
-            logger.warning("breaker %s: could not record a failure; the Breakers table is unavailable", self.name)
+            # Reported with the next flush once the store answers again.
+            self._restore(update.delta)
             return
-        self._remember(written, now)
+        self._remember(written, self._clock())
         if written.state is not BreakerState.CLOSED:
             return
         reason = self._open_reason(written, now, streak)
@@ -312,15 +348,15 @@ class CircuitBreaker:
     def _transition(self, record: BreakerRecord, change: StateChange, reason: str) -> None:
         now = change.at
         try:
-            changed = self.store.change(self.name, change, expected_version=record.version)
+            changed = self._ask(lambda: self.store.change(self.name, change, expected_version=record.version))
         except BreakerStoreError:
             logger.warning("breaker %s: transition to %s not stored (table unavailable)", self.name, change.state)
             return
         if changed is None:
             # Another environment transitioned first: adopt its result, never flap.
-            self._refresh(now)
+            self._refresh()
             return
-        self._remember(changed, now)
+        self._remember(changed, self._clock())
         if changed.state is not record.state:
             self._notify(record.state, changed.state, now, reason)
 
@@ -360,16 +396,44 @@ class CircuitBreaker:
         if has_pending:
             self._flush(now)
         else:
-            self._refresh(now)
+            self._refresh()
         with self._lock:
             return self._record or BreakerRecord(self.name)
 
-    def _refresh(self, now: float) -> None:
+    def _refresh(self) -> None:
         try:
-            record = self.store.get(self.name) or BreakerRecord(self.name)
+            record = self._ask(lambda: self.store.get(self.name)) or BreakerRecord(self.name)
         except BreakerStoreError:
-            record = self._store_down(now)
-        self._remember(record, now)
+            return  # _ask has put the policy's view in place
+        self._remember(record, self._clock())
+
+    def _ask(self, request: Callable[[], T]) -> T:
+        """One store request — or none, while the store rests after a failure.
+
+        A failed or timed-out request is remembered (dated when its answer came)
+        together with the view the policy prescribes, so until the next refresh
+        no call waits for the store again: one store timeout per interval at most.
+        """
+        with self._lock:
+            resting = self._clock() < self._store_rests_until
+        if resting:
+            raise _StoreRestingError(f"Breakers table unavailable; {self.name} not asked until its next refresh")
+        try:
+            return request()
+        except BreakerStoreError:
+            self._store_failed(self._clock())
+            raise
+
+    def _store_failed(self, answered: float) -> None:
+        self._remember(self._store_down(answered), answered)
+        with self._lock:
+            self._store_rests_until = self._valid_until
+
+    def _restore(self, counts: Counts, *, unmark: bool = False) -> None:
+        """Put back what a failed store request did not report."""
+        with self._lock:
+            self._pending = self._pending + counts
+            self._marked = self._marked or unmark
 
     def _take_pending(self) -> tuple[Counts, BreakerRecord]:
         with self._lock:
@@ -379,7 +443,7 @@ class CircuitBreaker:
     def _flush(self, now: float, *, unmark: bool = False) -> None:
         pending, record = self._take_pending()
         if not pending and not unmark:
-            self._refresh(now)
+            self._refresh()
             return
         update = CountUpdate(
             version=record.version,
@@ -390,10 +454,12 @@ class CircuitBreaker:
             prune=record.counters_outside(now, self.policy.window_seconds, self.policy.bucket_seconds),
         )
         try:
-            written = self.store.add(self.name, update)
+            written = self._ask(lambda: self.store.add(self.name, update))
         except BreakerStoreError:
-            written = self._store_down(now)
-        self._remember(written, now)
+            # Reported with a later flush, once the store answers again.
+            self._restore(update.delta, unmark=unmark)
+            return
+        self._remember(written, self._clock())
 
     def _store_down(self, now: float) -> BreakerRecord:
         if self.policy.fail_closed_on_store_error:
@@ -403,6 +469,8 @@ class CircuitBreaker:
         return replace(self._record or BreakerRecord(self.name), state=BreakerState.CLOSED)
 
     def _remember(self, record: BreakerRecord, now: float) -> None:
+        """Act on ``record`` until a refresh interval after ``now``: the moment the store
+        answered (dating it from before the request would let a slow answer arrive expired)."""
         with self._lock:
             previous = self._record
             if previous is not None and previous.version != record.version:

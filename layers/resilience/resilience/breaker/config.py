@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from resilience.clients import is_transient
 from resilience.settings import env_number
 
-__all__ = ["BreakerPolicy", "counts_as_failure", "policy_for", "policy_from_env"]
+__all__ = ["FAIL_CLOSED_BREAKERS", "BreakerPolicy", "counts_as_failure", "policy_for", "policy_from_env"]
 
 
 def counts_as_failure(exc: BaseException) -> bool:
@@ -126,9 +126,20 @@ def policy_from_env(
     )
 
 
+#: The breakers of the security path (``$connect`` admission: the Cognito JWKS download
+#: and the revocation list). When the Breakers table cannot be read they refuse: an
+#: unreadable breaker may be one an operator forced open, and on the security path
+#: "unknown" is treated like "open" (seed 000: security fails closed; the caller's own
+#: answer to an open breaker then applies: stale keys or 503, "treated as revoked").
+#: Every other breaker guards availability (delivery, redelivery) and lets calls through.
+FAIL_CLOSED_BREAKERS: frozenset[str] = frozenset({"cognito.verifyJwt", "dynamodb.tokenBlacklist"})
+
+
 def policy_for(breaker: str, env: Mapping[str, str] | None = None) -> BreakerPolicy:
-    """The policy of a breaker named ``<dependency>.<operation>``: its dependency's, or the default."""
+    """The policy of a breaker named ``<dependency>.<operation>``: its dependency's, or the default;
+    failing closed on store errors if it is on the security path (:data:`FAIL_CLOSED_BREAKERS`)."""
+    fail_closed = breaker in FAIL_CLOSED_BREAKERS
     try:
-        return policy_from_env(breaker.split(".", 1)[0], env)
+        return policy_from_env(breaker.split(".", 1)[0], env, fail_closed_on_store_error=fail_closed)
     except ValueError:
-        return BreakerPolicy()
+        return BreakerPolicy(fail_closed_on_store_error=fail_closed)
