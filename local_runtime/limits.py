@@ -266,43 +266,65 @@ def _machine_type(runtime: Any, env: Any) -> str:
 
 
 def _install_program_limits() -> None:
-    """The top-level program of an execution: Express executions stop at 5 minutes of
-    virtual time (TIMED_OUT, ``States.Timeout``); Standard executions register their
-    environment with their event manager for the history quota."""
+    """The top-level program of an execution: it stops at its own ``TimeoutSeconds`` and an
+    Express execution at 5 minutes, both in virtual time (TIMED_OUT, ``States.Timeout``);
+    Standard executions register their environment with their event manager for the
+    history quota.
+
+    moto enforces a definition's top-level ``TimeoutSeconds`` by joining the worker thread
+    with a *real-time* timeout: a busy machine timed executions out that had run for
+    seconds of virtual time, and a long virtual wait never did. Here the program runs on
+    the calling thread and its deadline is on the virtual clock."""
     from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
     from moto.stepfunctions.parser.asl.component.program.program import Program
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     from local_runtime.clock import LambdaTimeoutInterrupt
 
+    original_eval = Program.eval
     original = Program._eval_body
+
+    def eval_program(self: Any, env: Any) -> None:
+        if hooks.active() is None:
+            return original_eval(self, env)  # type: ignore[no-any-return]
+        env.next_state_name = self.start_at.start_at_name
+        EvalComponent.eval(self, env)
+        return None
+
+    Program.eval = eval_program  # type: ignore[method-assign]
 
     def _eval_body(self: Any, env: Any) -> None:
         runtime = hooks.active()
         if runtime is None or env.is_frame():
             return original(self, env)  # type: ignore[no-any-return]
-        if _machine_type(runtime, env) != "EXPRESS":
+        own = self.timeout_seconds.timeout_seconds if self.timeout_seconds else None
+        express = _machine_type(runtime, env) == "EXPRESS"
+        if not express:
             manager = env.event_manager
             manager._bw_env = env
             manager._bw_thread = threading.get_ident()
-            try:
-                return original(self, env)  # type: ignore[no-any-return]
-            except _HistoryFull:
-                details = ExecutionFailedEventDetails(error=HISTORY_LIMIT_ERROR, cause=HISTORY_LIMIT_CAUSE)
-                env.set_error(details)
-                manager.add_event(
-                    context=env.event_history_context,
-                    event_type=HistoryEventType.ExecutionFailed,
-                    event_details=EventDetails(executionFailedEventDetails=details),  # type: ignore[typeddict-item]
-                )
-                return None
+        limits = [x for x in (own, EXPRESS_MAX_DURATION_SECONDS if express else None) if x is not None]
         clock = runtime.clock
-        deadline = clock.now() + EXPRESS_MAX_DURATION_SECONDS
+        limit = min(limits) if limits else None
+        deadline = clock.now() + limit if limit is not None else float("inf")
         try:
-            with clock.deadline(EXPRESS_MAX_DURATION_SECONDS):
+            if limit is None:
                 original(self, env)
+            else:
+                with clock.deadline(limit):
+                    original(self, env)
+        except _HistoryFull:
+            details = ExecutionFailedEventDetails(error=HISTORY_LIMIT_ERROR, cause=HISTORY_LIMIT_CAUSE)
+            env.set_error(details)
+            env.event_manager.add_event(
+                context=env.event_history_context,
+                event_type=HistoryEventType.ExecutionFailed,
+                event_details=EventDetails(executionFailedEventDetails=details),  # type: ignore[typeddict-item]
+            )
+            return None
         except LambdaTimeoutInterrupt:
-            # A Wait or a task's wait on this timeline reached the 5-minute mark.
+            # A Wait or a task's wait on this timeline reached the deadline.
             _time_out(env, deadline)
             return None
         if clock.now() > deadline:

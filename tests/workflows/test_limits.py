@@ -75,6 +75,32 @@ def test_ExpressExecutionWhoseMapBranchesRunPastFiveMinutesTimesOut(runtime):
     assert response["error"] == "States.Timeout"
 
 
+# -- A definition's own TimeoutSeconds -----------------------------------------------------------
+def test_ExecutionPastItsOwnTimeoutSecondsTimesOutInVirtualTime(runtime):
+    result = runtime.run("TimedStandardFlow", {"seconds": 3600})
+
+    assert result.status == "TIMED_OUT"
+    assert result.error == "States.Timeout"
+    assert result.events[-1]["type"] == "ExecutionTimedOut"
+
+
+def test_ExecutionWithinItsOwnTimeoutSecondsSucceedsHoweverBusyTheMachineIs(runtime, monkeypatch):
+    import threading
+
+    from moto.stepfunctions.parser.asl.component.state.wait.state_wait import StateWait
+
+    original = StateWait._eval_state
+
+    def busy(self, env):
+        threading.Event().wait(1.5)  # real seconds: a loaded CI machine, not virtual time
+        return original(self, env)
+
+    monkeypatch.setattr(StateWait, "_eval_state", busy)
+
+    # 1.5 real seconds > the definition's TimeoutSeconds of 1, but no virtual time passed.
+    assert runtime.run("TimedBusyFlow", {}).status == "SUCCEEDED"
+
+
 # -- Step Functions Standard: 25,000 history events --------------------------------------------------
 def test_StandardExecutionFailsAtTheHistoryQuota(runtime):
     arn = runtime.start_execution("LoopFlow", {})
