@@ -384,6 +384,56 @@ def check_step(stack: Stack, function: str, event: Any) -> None:
     assert len(invocation.error_message) <= 500, invocation.error_message
 
 
+def check(stack: Stack, function: str, event: Any) -> None:
+    frames_before = {cid: len(stack.runtime.connections.received(cid)) for cid in (SPEAKER, LISTENER)}
+    if function in WEBSOCKET:
+        check_websocket(stack, function, event, frames_before)
+    elif function == "HealthFunction":
+        check_http(stack, event)
+    else:
+        check_step(stack, function, event)
+    assert stack.write_calls() == stack.writes, "a malformed event led to a write or a workflow start"
+    assert stack.snapshot() == stack.tables
+
+
+#: What the fuzz found before the fix (the crash, or what was written), one example each.
+FOUND = [
+    ("ConnectFunction", [], "AttributeError: 'list' object has no attribute 'get'"),
+    ("DefaultRouteFunction", {"requestContext": None}, "TypeError"),
+    ("DefaultRouteFunction", {"requestContext": {"connectionId": 5}}, "ParamValidationError posting the error frame"),
+    ("DefaultRouteFunction", with_path(DEFAULT, ("body",), {"action": "ping"}), "TypeError: JSON object must be str"),
+    ("SendMessageFunction", without(SEND, ("requestContext",)), "KeyError: 'requestContext'"),
+    ("SendMessageFunction", with_path(SEND, ("body",), 5), "AttributeError: 'int' object has no attribute 'encode'"),
+    ("SendMessageFunction", with_path(SEND, ("requestContext", "connectionId"), ""), "ClientError from GetItem"),
+    ("DisconnectFunction", with_path(DISCONNECT, ("requestContext", "connectionId"), "Xy1Z#1"), "cleanup started"),
+    ("HealthFunction", without(HEALTH, ("rawPath",)), "KeyError: 'rawPath'"),
+    ("HealthFunction", with_path(HEALTH, ("requestContext", "http"), 5), "TypeError"),
+    (
+        "MessageDeliveryFunction",
+        with_path(BATCH, ("recipients",), ["Ana=\n"]),
+        "accepted an id with a trailing newline",
+    ),
+    ("IdleSweepFunction", {"action": "begin", "executionName": 5}, "took the sweep lock as owner '5'"),
+    ("IdleSweepFunction", {"action": "begin"}, "KeyError: 'executionName'"),
+    ("IdleSweepFunction", {"action": "page"}, "KeyError: 'cursor'"),
+    (
+        "IdleSweepFunction",
+        with_path(SWEEP["page"], ("cursor", "startKey"), "{not json"),
+        "JSONDecodeError once the lock is held",
+    ),
+    ("IdleSweepFunction", {"action": "finish", "lockOwner": "x", "startedAtMs": "y"}, "ValueError from int()"),
+    ("IdleSweepFunction", {"action": "notify"}, "KeyError: 'connectionId'"),
+    ("BlacklistCheckFunction", "x", "AttributeError: 'str' object has no attribute 'get'"),
+    ("TenantConfigFunction", 5, "AttributeError: 'int' object has no attribute 'get'"),
+    ("VerifyTokenFunction", {"token": "x.y.z", "role": ["speaker"]}, "role silently ignored"),
+]
+
+
+@pytest.mark.parametrize(("function", "event", "before"), FOUND, ids=[f"{f}-{b}" for f, _, b in FOUND])
+def test_what_the_fuzz_found_is_a_clear_error(stack: Stack, function: str, event: Any, before: str):
+    check(stack, function, event)
+
+
 @pytest.mark.parametrize("function", sorted(MALFORMED))
 @settings(
     max_examples=EXAMPLES,
@@ -394,15 +444,4 @@ def check_step(stack: Stack, function: str, event: Any) -> None:
 )
 @given(data=st.data())
 def test_malformed_event_is_a_clear_error_and_changes_nothing(stack: Stack, function: str, data: st.DataObject):
-    event = data.draw(MALFORMED[function], label="event")
-    frames_before = {cid: len(stack.runtime.connections.received(cid)) for cid in (SPEAKER, LISTENER)}
-
-    if function in WEBSOCKET:
-        check_websocket(stack, function, event, frames_before)
-    elif function == "HealthFunction":
-        check_http(stack, event)
-    else:
-        check_step(stack, function, event)
-
-    assert stack.write_calls() == stack.writes, "a malformed event led to a write or a workflow start"
-    assert stack.snapshot() == stack.tables
+    check(stack, function, data.draw(MALFORMED[function], label="event"))
