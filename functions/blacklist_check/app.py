@@ -17,6 +17,7 @@ from resilience.blacklist import TokenBlacklist
 from resilience.breaker import CircuitBreaker
 from resilience.clients import Clients, ClientSettings, default_clients
 from resilience.errors import TokenRevokedError
+from resilience.inputs import require_object
 from resilience.observability import default_observability, with_observability
 
 _observability = default_observability()
@@ -31,6 +32,7 @@ _blacklist = TokenBlacklist(_lookups.dynamodb(), os.environ["BW_TOKEN_BLACKLIST_
 
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    event = require_object(event, "the step's input")  # ValidationError: a workflow bug, never retried
     jti, exp = event.get("jti"), event.get("exp")
     if not isinstance(jti, str) or not jti or not isinstance(exp, int | float) or isinstance(exp, bool):
         # Nothing to look up is not "not revoked".

@@ -26,6 +26,7 @@ from resilience.errors import (
     RateLimitedError,
     ValidationError,
 )
+from resilience.inputs import websocket_connection_id
 from resilience.observability import current_correlation_id, default_observability, with_observability
 from resilience.rate_limits import RateLimiter, RateLimitPolicy
 
@@ -91,9 +92,8 @@ def _token(event: dict[str, Any], params: dict[str, Any]) -> str | None:
 
 def parse_request(event: dict[str, Any]) -> ConnectRequest:
     """The connection request, or ValidationError saying what is wrong (never echoing a token)."""
-    context = event.get("requestContext")
-    if not isinstance(context, dict) or not isinstance(context.get("connectionId"), str) or not context["connectionId"]:
-        raise ValidationError("not a $connect event")
+    connection_id = websocket_connection_id(event, "$connect")
+    context = event["requestContext"]
     params = event.get("queryStringParameters") or {}
     if not isinstance(params, dict):
         raise ValidationError("query string must be key=value pairs")
@@ -111,7 +111,7 @@ def parse_request(event: dict[str, Any]) -> ConnectRequest:
     if not isinstance(source_ip, str) or not source_ip:
         source_ip = "unknown"
     return ConnectRequest(
-        connection_id=context["connectionId"],
+        connection_id=connection_id,
         role=role,
         tenant_hint=tenant,
         session_id=session,

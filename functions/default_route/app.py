@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 from resilience.activity import ActivityPolicy, ActivityRecorder
 from resilience.breaker import CircuitBreaker
 from resilience.clients import default_clients, error_code, translate_errors
-from resilience.errors import BreakwaterError
+from resilience.errors import BreakwaterError, ValidationError
+from resilience.inputs import MAX_FRAME_BYTES, MAX_JSON_DEPTH, error_response, parse_json, websocket_connection_id
 from resilience.observability import current_correlation_id, default_observability, with_observability
 from resilience.outbox import Outbox
 
@@ -54,11 +55,11 @@ def error_frame(code: str, message: str, correlation_id: str | None) -> bytes:
     return json.dumps(frame).encode()
 
 
-def classify(body: str | None) -> tuple[str, str | None]:
+def classify(body: object) -> tuple[str, str | None]:
     """("ping", None), or ("error", the error code) for what the client sent."""
     try:
-        message = json.loads(body or "")
-    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse ("[" * 20000)
+        message = parse_json(body)  # text only; size and nesting checked before parsing
+    except ValidationError:
         return "error", "INVALID_MESSAGE"
     if not isinstance(message, dict):
         return "error", "INVALID_MESSAGE"
@@ -69,7 +70,11 @@ def classify(body: str | None) -> tuple[str, str | None]:
 
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    connection_id = event["requestContext"]["connectionId"]
+    try:
+        connection_id = websocket_connection_id(event, "$default")
+    except ValidationError as refused:
+        _logger.warning("not a WebSocket message event; ignored")  # no connection to send an error frame to
+        return error_response(refused)
     kind, code = classify(event.get("body"))
     clients = _clients
     if kind == "ping":
@@ -89,7 +94,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             _metrics.add_metric(name="MessagesDropped", unit="Count", value=len(drained.dropped))
         return {"statusCode": 200}
     message = (
-        "Message body must be a JSON object"
+        f"Message body must be a JSON object (at most {MAX_FRAME_BYTES} bytes, nested at most {MAX_JSON_DEPTH} deep)"
         if code == "INVALID_MESSAGE"
         else f"Unknown action; supported actions: {', '.join(SUPPORTED_ACTIONS)}"
     )

@@ -38,7 +38,7 @@ from resilience.breaker import BreakerStats, CircuitBreaker
 from resilience.cache import cache_presets, positive_only
 from resilience.clients import Clients, ClientSettings, default_clients, error_code, translate_errors
 from resilience.degradation import DEGRADATIONS, DegradationTracker, Dependency
-from resilience.errors import BreakerStoreError, BreakwaterError
+from resilience.errors import BreakerStoreError, BreakwaterError, ValidationError
 from resilience.health import (
     UNKNOWN_STATE,
     AlertThresholds,
@@ -46,6 +46,7 @@ from resilience.health import (
     LatencyTracker,
     build_health_snapshot,
 )
+from resilience.inputs import error_response, http_api_request
 from resilience.observability import current_correlation_id, default_observability, with_observability
 from resilience.settings import env_number
 from resilience.timestamps import iso_utc
@@ -377,4 +378,9 @@ def unexpected_error(error: Exception) -> Response[Any]:
 
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        http_api_request(event)
+    except ValidationError as error:
+        _logger.info("not an HTTP API request", extra={"reason": str(error)})
+        return error_response(error)
     return app.resolve(event, context)

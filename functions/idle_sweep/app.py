@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -22,9 +23,11 @@ from sweep import SweepPolicy, backfill, begin, close, finish, notify, page
 from resilience.activity import ActivityPolicy, idle_cutoff_ms
 from resilience.clients import default_clients
 from resilience.errors import ValidationError
+from resilience.inputs import parse_json, validate_event
 from resilience.observability import default_observability, with_observability
 from resilience.settings import env_int
 
+_SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "schema.json").read_text(encoding="utf-8"))
 _observability = default_observability()
 _logger, _metrics = _observability.logger, _observability.metrics
 _clients = default_clients()
@@ -56,11 +59,26 @@ def _timeout_metric(role: str, reason: str) -> None:
         metric.add_dimension(name="Reason", value=reason)
 
 
+def _start_key(cursor: dict[str, Any]) -> dict[str, Any] | None:
+    """The cursor's index key (a LastEvaluatedKey as JSON), or ValidationError for any other text."""
+    if not cursor.get("startKey"):
+        return None
+    key = parse_json(cursor["startKey"], what="cursor.startKey", max_bytes=4096)
+    if not isinstance(key, dict) or not key or not all(_key_attribute(value) for value in key.values()):
+        raise ValidationError("cursor.startKey must be an index key of string and number attributes")
+    return key
+
+
+def _key_attribute(value: object) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("S", value.get("N")), str)
+
+
 def _begin(event: dict[str, Any], now: float) -> dict[str, Any]:
     policy = _policy()
     # A scheduled start has no input; a continuation carries the lock, the cutoff and the cursor.
-    given = event.get("continuation")
-    continuation: dict[str, Any] = given if isinstance(given, dict) else {}
+    continuation: dict[str, Any] = event.get("continuation") or {}
+    if continuation:
+        _start_key(continuation["cursor"])  # refused before the lock is taken
     owner = str(continuation.get("lockOwner") or event["executionName"])
     continuing = bool(continuation.get("lockOwner"))
     taken = begin(
@@ -85,6 +103,7 @@ def _begin(event: dict[str, Any], now: float) -> dict[str, Any]:
 
 def _page(event: dict[str, Any], now: float) -> dict[str, Any]:
     cursor = event["cursor"]
+    start_key = _start_key(cursor)  # refused before the lock is renewed
     policy = _policy()
     # Renewed per page, so a long sweep keeps its lock and a lost one (expired, taken over) stops here.
     renewed = begin(
@@ -98,7 +117,6 @@ def _page(event: dict[str, Any], now: float) -> dict[str, Any]:
     if not renewed["locked"]:
         _logger.warning("the sweep lock was lost; another sweep carries on")
         return {"connections": [], "read": 0, "capacity": 0.0, "cursor": {**cursor, "done": True}, "lockLost": True}
-    start_key = json.loads(cursor["startKey"]) if cursor.get("startKey") else None
     found = page(
         _clients.dynamodb(),
         os.environ["BW_CONNECTIONS_TABLE"],
@@ -159,7 +177,6 @@ _ACTIONS = {
 
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    action = _ACTIONS.get(str(event.get("action"))) if isinstance(event, dict) else None
-    if action is None:
-        raise ValidationError(f"action must be one of {', '.join(_ACTIONS)}")
-    return action(event, time.time())
+    # The whole step input is checked first: a malformed begin never takes the sweep lock.
+    validate_event(event, _SCHEMA, "invalid idle sweep step")
+    return _ACTIONS[event["action"]](event, time.time())

@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 from delivery import BatchResult, deliver_batch
 
 from resilience.breaker import CircuitBreaker, Transition
 from resilience.clients import Clients, ClientSettings, default_clients, translate_errors
 from resilience.deliveries import DeliveryLedger, Settlement
-from resilience.errors import BreakwaterError, DependencyUnavailableError, ValidationError
+from resilience.errors import BreakwaterError, DependencyUnavailableError
+from resilience.inputs import validate_event
 from resilience.observability import default_observability, with_observability
 from resilience.outbox import Outbox, ParkedMessage
 from resilience.retry import RetryPolicy
@@ -134,10 +134,7 @@ def _record(event: dict[str, Any], result: BatchResult, batch: str, expires_at: 
 
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    try:
-        validate(event=event, schema=_SCHEMA)
-    except SchemaValidationError as exc:
-        raise ValidationError(f"invalid delivery batch: {exc.message}") from exc
+    validate_event(event, _SCHEMA, "invalid delivery batch")
     data = json.dumps(event["frame"]).encode()
     endpoint = os.environ["BW_WEBSOCKET_ENDPOINT"]
     expires_at = int(event.get("expiresAt") or time.time() + float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600)

@@ -35,7 +35,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyPersistenceLayerError,
 )
-from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 from ulid import ULID
 
 from resilience.activity import ActivityPolicy, ActivityRecorder
@@ -49,6 +48,7 @@ from resilience.errors import (
     TenantRejectedError,
     ValidationError,
 )
+from resilience.inputs import error_response, parse_json, validate_event, websocket_connection_id
 from resilience.observability import current_correlation_id, default_observability, with_observability
 from resilience.rate_limits import RateLimiter, RateLimitPolicy
 
@@ -74,17 +74,10 @@ _idempotency_store = DynamoDBPersistenceLayer(
 )
 
 
-def parse(body: str | None) -> dict[str, Any]:
-    if body is None or len(body.encode()) > MAX_FRAME_BYTES:
-        raise ValidationError(f"message must be at most {MAX_FRAME_BYTES} bytes")
-    try:
-        message = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
-        raise ValidationError("message must be JSON") from exc
-    try:
-        validate(event=message, schema=_SCHEMA)
-    except SchemaValidationError as exc:
-        raise ValidationError(f"invalid sendMessage: {exc.message}") from exc
+def parse(body: object) -> dict[str, Any]:
+    # Text only; size and nesting are checked before parsing.
+    message = parse_json(body, max_bytes=MAX_FRAME_BYTES)
+    validate_event(message, _SCHEMA, "invalid sendMessage")
     return message  # type: ignore[no-any-return]
 
 
@@ -223,7 +216,11 @@ def answer(connection_id: str, frame: dict[str, Any]) -> None:
 
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    connection_id = event["requestContext"]["connectionId"]
+    try:
+        connection_id = websocket_connection_id(event, "sendMessage")
+    except ValidationError as refused:
+        _logger.warning("not a WebSocket message event; ignored")  # no connection to answer
+        return error_response(refused)
     client_message_id: str | None = None
     try:
         message = parse(event.get("body"))

@@ -14,6 +14,7 @@ from typing import Any
 
 from resilience.clients import default_clients
 from resilience.errors import TenantRejectedError
+from resilience.inputs import require_object
 from resilience.observability import default_observability, with_observability
 from resilience.tenants import TenantDirectory
 
@@ -24,6 +25,7 @@ _directory = TenantDirectory(default_clients().s3(), os.environ["BW_CONFIG_BUCKE
 
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    event = require_object(event, "the step's input")  # ValidationError: a workflow bug, never retried
     hint, token_tenant = event.get("tenantHint"), event.get("tokenTenant")
     if not isinstance(hint, str) or not hint or (token_tenant is not None and not isinstance(token_tenant, str)):
         raise TenantRejectedError("no tenant named")

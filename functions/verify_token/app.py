@@ -17,7 +17,8 @@ from typing import Any
 
 from resilience.breaker import CircuitBreaker
 from resilience.clients import Clients, default_clients
-from resilience.errors import TokenInvalidError
+from resilience.errors import TokenInvalidError, ValidationError
+from resilience.inputs import require_object
 from resilience.observability import default_observability, with_observability
 from resilience.signing_keys import SigningKeyProvider
 from resilience.tokens import JwksCache, TokenPolicy, TokenVerifier
@@ -42,10 +43,12 @@ _verifier = TokenVerifier(
 
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    token = event.get("token") if isinstance(event, dict) else None
-    role = event.get("role") if isinstance(event, dict) else None
+    event = require_object(event, "the step's input")  # ValidationError: a workflow bug, never retried
+    token, role = event.get("token"), event.get("role")
+    if role is not None and not isinstance(role, str):
+        raise ValidationError("role must be a string")  # any token is the verifier's to refuse (TokenInvalidError)
     try:
-        identity = _verifier.verify(token, role=role if isinstance(role, str) else None)
+        identity = _verifier.verify(token, role=role)
     except TokenInvalidError as error:
         _metrics.add_metric(name="TokenRejected", unit="Count", value=1)
         _logger.info("token rejected", extra={"reason": str(error)})
