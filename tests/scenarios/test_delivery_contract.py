@@ -304,3 +304,25 @@ def test_APayloadApiGatewayRefusesIsDroppedNotRetriedForever(stack):
     (ack,) = frames(runtime, SPEAKER, "ack")
     assert (ack["recipients"]["dropped"], ack["recipients"]["delivered"]) == (1, 1)
     assert runtime.items("OutboxTable") == []
+
+
+def test_BatchNearItsTimeoutParksTheRestAndRedeliversNone(stack):
+    # Every post takes 2.5 s (under the 3 s read timeout): a batch of 10 cannot finish in the
+    # function's 15 s. It stops with its reserve left, parks the rest, records what it did:
+    # no Sandbox.Timedout, no recipient served twice, the ack adds up to 10.
+    runtime = stack(listeners=10, faults=[{"service": "apigatewaymanagementapi", "resource": "L*", "latency": 2.5}])
+
+    assert send(runtime, 0) == 200
+
+    (ack,) = frames(runtime, SPEAKER, "ack")
+    counts = ack["recipients"]
+    assert counts["delivered"] + counts["parked"] == 10
+    assert 0 < counts["delivered"] < 10
+    assert {item["reason"] for item in runtime.items("OutboxTable")} == {"deadline"}
+    assert runtime.function("MessageDeliveryFunction").invocations[-1].error_type is None
+    runtime.faults.clear()
+    runtime.clock.advance(60)  # 2.5 s posts are slow calls: the breaker opened; let it recover
+    for _ in range(2):
+        for i in range(10):
+            ping(runtime, f"L{i}=")
+    assert [numbers(runtime, f"L{i}=") for i in range(10)] == [[0]] * 10
