@@ -10,29 +10,9 @@ from typing import Any
 import pytest
 
 from local_runtime import LocalRuntime
-from local_runtime.sessions import join_session
+from tests.scenarios.conftest import SESSION, SPEAKER
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEAKER = "Speaker0="
-SESSION = "town-hall"
-
-
-@pytest.fixture
-def stack():
-    started: list[LocalRuntime] = []
-
-    def make(
-        listeners: int = 3, faults: list[dict[str, Any]] | None = None, parameters: dict[str, str] | None = None
-    ) -> LocalRuntime:
-        runtime = LocalRuntime(ROOT / "template.yaml", faults=faults, parameters=parameters).start()
-        started.append(runtime)
-        members = [(SPEAKER, "speaker", "u-speaker")] + [(f"L{i}=", "listener", "anonymous") for i in range(listeners)]
-        join_session(runtime, SESSION, members)
-        return runtime
-
-    yield make
-    for runtime in started:
-        runtime.stop()
 
 
 def send(runtime: LocalRuntime, body: object, *, client_id: str = "6f1c2e9a-0000-4000-8000-000000000001") -> int:

@@ -9,33 +9,10 @@ next frame or next message — never twice.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from local_runtime import LocalRuntime
-from local_runtime.sessions import join_session
-
-ROOT = Path(__file__).resolve().parents[2]
-SPEAKER = "Speaker0="
-SESSION = "contract"
-
-
-@pytest.fixture
-def stack():
-    started: list[LocalRuntime] = []
-
-    def make(listeners: int = 3, faults: list[dict[str, Any]] | None = None) -> LocalRuntime:
-        runtime = LocalRuntime(ROOT / "template.yaml", faults=faults).start()
-        started.append(runtime)
-        members = [(SPEAKER, "speaker", "u-speaker")] + [(f"L{i}=", "listener", "anonymous") for i in range(listeners)]
-        join_session(runtime, SESSION, members)
-        return runtime
-
-    yield make
-    for runtime in started:
-        runtime.stop()
+from tests.scenarios.conftest import SESSION, SPEAKER
 
 
 def send(runtime: LocalRuntime, n: int) -> int:

@@ -126,19 +126,14 @@ class DeliveryLedger:
         """
         now = self._now()
         try:
-            with translate_errors("dynamodb", "PutItem"):
-                self._ddb.put_item(
-                    TableName=self._table,
-                    Item={
-                        "messageId": {"S": message_id},
-                        "batch": {"S": _LEASE},
-                        "leaseUntil": {"N": f"{now + seconds:.3f}"},
-                        "expiresAt": {"N": str(expires_at)},
-                    },
-                    ConditionExpression="(attribute_not_exists(leaseUntil) AND :now >= :first) OR leaseUntil <= :now",
-                    ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":first": {"N": f"{first_run_ends:.3f}"}},
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+            self._put_lease(
+                message_id,
+                until=now + seconds,
+                expires_at=expires_at,
+                ConditionExpression="(attribute_not_exists(leaseUntil) AND :now >= :first) OR leaseUntil <= :now",
+                ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":first": {"N": f"{first_run_ends:.3f}"}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
@@ -148,13 +143,17 @@ class DeliveryLedger:
 
     def release(self, message_id: str, *, expires_at: int) -> None:
         """The run that holds the lease has ended with nothing left running: a retry may go now."""
+        self._put_lease(message_id, until=0, expires_at=expires_at)
+
+    def _put_lease(self, message_id: str, *, until: float, expires_at: int, **condition: Any) -> None:
         with translate_errors("dynamodb", "PutItem"):
             self._ddb.put_item(
                 TableName=self._table,
                 Item={
                     "messageId": {"S": message_id},
                     "batch": {"S": _LEASE},
-                    "leaseUntil": {"N": "0"},
+                    "leaseUntil": {"N": f"{until:.3f}"},
                     "expiresAt": {"N": str(expires_at)},
                 },
+                **condition,
             )

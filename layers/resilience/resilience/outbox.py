@@ -110,17 +110,7 @@ class Outbox:
     def mark_pending(self, connection_id: str, message_id: str) -> None:
         """Set ``outboxPending``; a recipient that has left is not recreated."""
         try:
-            with translate_errors("dynamodb", "UpdateItem"):
-                self._ddb.update_item(
-                    TableName=self._connections,
-                    Key={"connectionId": {"S": connection_id}},
-                    UpdateExpression="SET outboxPending = :m",
-                    ConditionExpression="attribute_exists(connectionId)",
-                    ExpressionAttributeValues={":m": {"S": message_id}},
-                )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+            self._update_connection(connection_id, "SET outboxPending = :m", {":m": {"S": message_id}}, strict=True)
         except BreakwaterError:
             # The item is parked; without the mark a later message may overtake it
             # (it is still delivered on the recipient's next frame). Not worth failing for.
