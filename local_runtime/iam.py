@@ -467,6 +467,9 @@ def load_roles(
             role_ref = props.get("RoleArn")
         elif resource.get("Type") == "AWS::Scheduler::Schedule":
             role_ref = (props.get("Target") or {}).get("RoleArn")
+        elif resource.get("Type") == "AWS::Events::Rule":
+            # A rule that starts a state machine does so with its target's role (a Lambda target has none).
+            role_ref = next((t.get("RoleArn") for t in props.get("Targets") or [] if t.get("RoleArn")), None)
         if role_ref is None:
             continue
         if isinstance(role_ref, dict) and "Fn::GetAtt" in role_ref:

@@ -109,9 +109,14 @@ class Provisioner:
         for logical_id, value in self._secret_values():
             arn = str(secrets.put_secret_value(SecretId=logical_id, SecretString=value)["ARN"])
             self._stack.secret_arns[logical_id] = arn
-        sqs = self._stack.client("sqs")
-        for url in sqs.list_queues().get("QueueUrls", []):
-            sqs.purge_queue(QueueUrl=url)
+        # Emptied in the backend, not with PurgeQueue: a reset is not the user's purge, and AWS
+        # allows one PurgeQueue per queue per 60 s, which shared stacks reset far more often.
+        from moto.sqs.models import sqs_backends
+
+        for queue in sqs_backends[ACCOUNT_ID][self._stack.region].queues.values():
+            queue._messages = []
+            queue._pending_messages = set()
+            queue.last_purged_at = None
         for state_machine in self._stack.executions.backend().state_machines:
             state_machine.executions.clear()
         if self._stack.enforce_iam:

@@ -262,9 +262,12 @@ class LocalRuntime:
             payload = {}
         if spec.target_type == "function":
             return self.invoke(spec.target, payload)
-        role = self.iam.role_for(spec.name) if self.iam is not None else None
-        if role is None:
+        if self.iam is None:
             return self.run(spec.target, payload)
+        role = self.iam.role_for(spec.logical_id)
+        if role is None:
+            # Never fall back to the administrator: a schedule with no role could start nothing on AWS.
+            raise RuntimeError(f"schedule {spec.name} ({spec.logical_id}) has no role in the template")
         # EventBridge Scheduler starts the execution with the schedule's role (its target RoleArn).
         import boto3
 

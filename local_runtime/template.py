@@ -58,6 +58,8 @@ class ScheduleSpec:
     name: str
     kind: str  # "Schedule" (EventBridge rule) or "ScheduleV2" (EventBridge Scheduler)
     target: str  # logical id
+    #: The logical id SAM gives the schedule it generates (target + event id): its role's caller.
+    logical_id: str
     target_type: str  # "function" or "state_machine"
     expression: str
     input: str | None
@@ -286,6 +288,7 @@ def _schedules(resources: dict[str, Any], resolver: Any) -> list[ScheduleSpec]:
                     name=str(props.get("Name") or f"{logical_id}{event_id}"),
                     kind=event["Type"],
                     target=logical_id,
+                    logical_id=f"{logical_id}{event_id}",
                     target_type=target_type,
                     expression=str(props["Schedule"] if "Schedule" in props else props.get("ScheduleExpression", "")),
                     input=props.get("Input"),
