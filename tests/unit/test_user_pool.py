@@ -29,8 +29,3 @@ def test_the_tenant_attribute_is_immutable_and_not_writable_by_the_app(resources
     client = resources["SpeakersUserPoolClient"]["Properties"]
     assert "custom:tenant" in client["ReadAttributes"]
     assert not [a for a in client["WriteAttributes"] if a.startswith("custom:")]
-
-
-def test_the_pool_and_the_signing_key_survive_a_stack_operation(resources):
-    for name in ("SpeakersUserPool", "SigningKeySecret"):
-        assert resources[name]["DeletionPolicy"] == resources[name]["UpdateReplacePolicy"] == "Retain", name
