@@ -74,3 +74,15 @@ def _task_states(definition: dict[str, Any]) -> list[dict[str, Any]]:
             if nested:
                 found.extend(_task_states(nested))
     return found
+
+
+@pytest.mark.parametrize(
+    ("caller", "workflow"), [("SendMessageFunction", "DeliverMessage"), ("ConnectFunction", "AuthorizeConnection")]
+)
+def test_every_synchronous_caller_outwaits_its_express_workflow(template, caller, workflow):
+    function = template.function(caller)
+    settings = ClientSettings.from_env(function.environment)
+    limit = template.state_machine(workflow).definition["TimeoutSeconds"]
+    assert settings.max_attempts == 1 or caller == "SendMessageFunction"  # SendMessage builds its own 1-attempt client
+    assert settings.timeouts_for("stepfunctions").read > limit
+    assert function.timeout >= settings.timeouts_for("stepfunctions").read + 1
