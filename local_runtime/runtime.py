@@ -182,6 +182,11 @@ class LocalRuntime:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def reload_data(self) -> None:
+        """Empty every table and load the stack data again, schedules restarting from now
+        (a live stack between two tests); the resources and loaded handlers stay."""
+        self._provisioner.reload_data()
+
     # -- clients -----------------------------------------------------------------
     def client(self, service: str) -> Any:
         """A boto3 client on the local stack (created once per runtime)."""

@@ -989,9 +989,12 @@ def _install_definite_paths() -> None:
     from moto.stepfunctions.parser.asl.utils import json_path
 
     original = json_path.extract_json
+    # Parsing a path costs more than applying it (jsonpath_ng's parser), and a workflow
+    # applies the same few paths on every state it visits: parse each one once.
+    parsed = functools.lru_cache(maxsize=4096)(parse)
 
     def extract_json(path: str, data: Any) -> Any:
-        matches = parse(path).find(data)
+        matches = parsed(path).find(data)
         if _INDEFINITE_PATH.search(path):
             return [match.value for match in matches]
         if not matches:
