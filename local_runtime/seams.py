@@ -284,6 +284,11 @@ def _install_stubber() -> None:
         if runtime is not None and self.enabled and "://sync-states." in request.url:
             status, headers, body = runtime.handle_sync_states(request)
             return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+        if runtime is not None and self.enabled and "/@connections/" in request.url:
+            refused = runtime.management_api_refusal(request.url)
+            if refused is not None:
+                status, headers, body = refused
+                return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
         if runtime is not None and "://dynamodb." in request.url:
             # DynamoDB applies each request to an item atomically (conditional writes and
             # ADDs never interleave); moto does not lock, so the runtime serialises them.

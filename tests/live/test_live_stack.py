@@ -343,6 +343,12 @@ def test_the_management_api_reaches_the_socket(stack: LiveStack) -> None:
         api.post_to_connection(ConnectionId=connection_id, Data=b'{"hello": "there"}')
         got = json.loads(await asyncio.wait_for(client.recv(), 10))
         described = api.get_connection(ConnectionId=connection_id)
+        with pytest.raises(api.exceptions.PayloadTooLargeException):
+            api.post_to_connection(ConnectionId=connection_id, Data=b"x" * (128 * 1024 + 1))
+        other_stage = stack.runtime.management_api(str(endpoint).rsplit("/", 1)[0] + "/staging")
+        with pytest.raises(other_stage.exceptions.ForbiddenException) as refused:
+            other_stage.post_to_connection(ConnectionId=connection_id, Data=b"wrong stage")
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
         api.delete_connection(ConnectionId=connection_id)
         return got, described, await close_code(client), connection_id
 
