@@ -55,6 +55,7 @@ from websockets.server import ServerProtocol
 from local_runtime.clock import real_monotonic
 from local_runtime.limits import POST_TO_CONNECTION_MAX_BYTES
 from local_runtime.template import LocalTemplate, TemplateError
+from local_runtime.websockets import ConnectionGoneError
 
 __all__ = [
     "FRAME_MAX_BYTES",
@@ -484,8 +485,8 @@ class WebSocketGateway:
                 live.last_active_at = self.runtime.clock.now()
                 try:
                     self.runtime.connections.touch(live.connection_id)
-                except Exception:  # noqa: BLE001 - already closed by deleteConnection: its close is queued
-                    pass
+                except ConnectionGoneError:
+                    pass  # already closed by deleteConnection or a limit: its close frame is queued
                 await self._message(live, message)
         except ConnectionClosed:
             pass

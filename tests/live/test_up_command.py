@@ -45,7 +45,7 @@ def test_bw_up_serves_until_ctrl_c_and_leaves_no_process_or_port(tmp_path: Path)
 
         with urllib.request.urlopen(endpoints["http"] + "/health", timeout=30) as health:
             assert health.status == 200
-        # A rule still active at Ctrl-C must not break the shutdown (which scans the breaker state it saves).
+        # Still active at Ctrl-C: a rule must not break the shutdown (which scans the breaker state it saves).
         request = urllib.request.Request(
             endpoints["control"] + "/faults",
             data=json.dumps([{"service": "dynamodb", "operation": "Scan", "error": "InternalServerError"}]).encode(),
@@ -54,8 +54,31 @@ def test_bw_up_serves_until_ctrl_c_and_leaves_no_process_or_port(tmp_path: Path)
         with urllib.request.urlopen(request, timeout=30) as added:
             assert json.loads(added.read())["added"] == 1
 
+        # A speaker's token from `bw token` (another process): the running stack accepts it.
+        token = subprocess.run(
+            [sys.executable, "-m", "local_runtime.cli", "token", "-t", str(ROOT / "template.yaml")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.strip()
+
         async def listen_until_stopped() -> int | None:
-            client = await connect(f"{endpoints['websocket']}/?role=listener&tenant=acme&session=up", open_timeout=60)
+            url = f"{endpoints['websocket']}/?tenant=acme&session=up"
+            speaker = await connect(
+                f"{url}&role=speaker", additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=60
+            )
+            client = await connect(f"{url}&role=listener", open_timeout=60)
+            frame = {
+                "action": "sendMessage",
+                "sessionId": "up",
+                "clientMessageId": "00000001-0000-4000-8000-000000000000",
+            }
+            await speaker.send(json.dumps({**frame, "body": {"text": "hello"}}))
+            assert json.loads(await asyncio.wait_for(speaker.recv(), 60))["type"] == "ack"
+            assert json.loads(await asyncio.wait_for(client.recv(), 60))["body"] == {"text": "hello"}
             process.send_signal(signal.SIGINT)
             try:
                 while True:
