@@ -8,7 +8,8 @@ behind real sockets:
 * schedules in real time: a ticker moves the virtual clock with the wall clock
   times ``speed`` and fires what falls due (``runtime.advance``),
 * a control endpoint for ``bw fault add|list|clear`` against the running stack,
-* optionally moto's own server (``"aws"``) on the same backends, for outside tools.
+* optionally moto's own server (``"aws"``) on the same backends, for outside tools
+  (:mod:`local_runtime.aws_endpoint`: fault rules apply, IAM does not).
 
 Its endpoints are written to ``.bw/up.json`` while it runs.
 """
@@ -152,7 +153,7 @@ class LiveStack:
         if self.http is not None:
             found["http"] = self.http.url
         if self._moto is not None:
-            found["aws"] = f"http://{self.host}:{self._moto._server.server_port}"
+            found["aws"] = self._moto.url
         if self._control is not None:
             found["control"] = f"http://{self.host}:{self._control.server_address[1]}"
         return found
@@ -241,11 +242,10 @@ class LiveStack:
 
     # -- moto's server, for outside tools -----------------------------------------------------------
     def _start_moto_server(self, port: int) -> None:
-        from moto.server import ThreadedMotoServer
+        from local_runtime.aws_endpoint import AwsEndpoint
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=port, verbose=False)
+        self._moto = AwsEndpoint(self.runtime, host=self.host, port=port)
         self._moto.start()
 
 

@@ -22,6 +22,10 @@ from typing import Any, Protocol
 
 from local_runtime.limits import POST_TO_CONNECTION_MAX_BYTES
 
+#: Frames the registry keeps per live (``bw up``) connection, newest last: a stack that runs
+#: for hours must not hold every message it ever sent.
+LIVE_FRAMES_KEPT = 1000
+
 __all__ = ["Connection", "ConnectionGoneError", "ConnectionRegistry", "PayloadTooLargeError", "Socket"]
 
 
@@ -122,6 +126,8 @@ class ConnectionRegistry:
             connection = self._open(connection_id)
             connection.received.append(bytes(data))
             if connection.socket is not None:
+                # A live client keeps what it received; the registry only the latest frames.
+                del connection.received[:-LIVE_FRAMES_KEPT]
                 # Under the lock: concurrent posters' frames reach the socket in acceptance order.
                 connection.socket.send(bytes(data))
 

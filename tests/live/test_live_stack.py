@@ -36,7 +36,7 @@ T = TypeVar("T")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     home = tmp_path_factory.mktemp("live")
     runtime = LocalRuntime(ROOT / "template.yaml", parameters=PARAMETERS, data=ROOT / "events" / "local_data.yaml")
-    stack = LiveStack(runtime, up_file=home / ".bw" / "up.json").start()
+    stack = LiveStack(runtime, aws_port=0, up_file=home / ".bw" / "up.json").start()
     try:
         yield stack
     finally:
@@ -376,3 +376,14 @@ def test_up_json_names_every_endpoint(stack: LiveStack) -> None:
     assert written["websocket"].startswith("ws://127.0.0.1:")
     assert written["http"].startswith("http://127.0.0.1:")
     assert written["control"].startswith("http://127.0.0.1:")
+
+
+def test_outside_tools_reach_the_stack_through_the_aws_endpoint(stack: LiveStack) -> None:
+    import boto3
+
+    assert "aws" in stack.endpoints()
+    outside = boto3.client("dynamodb", endpoint_url=stack.endpoints()["aws"], region_name="us-east-1")
+    assert "ConnectionsTable" in outside.list_tables()["TableNames"]
+    stack.runtime.faults.add({"service": "dynamodb", "operation": "Scan", "error": "InternalServerError"})
+    with pytest.raises(outside.exceptions.InternalServerError):
+        outside.scan(TableName="ConnectionsTable")
