@@ -13,7 +13,8 @@ in front of the strict runtime's handlers:
   that fails sends the client API Gateway's ``{"message": "Internal server
   error", ...}`` frame. Without a route response (this template has none) the
   integration's answer is not sent back. One message per connection is in
-  flight at a time, in the order received.
+  flight at a time, in the order received. A subprotocol the client offers is
+  agreed only if ``$connect`` answers with its ``Sec-WebSocket-Protocol`` header.
 * **$disconnect** runs on every close: the client's (clean or abrupt), the
   server's (``deleteConnection``, idle, maximum duration, shutdown).
 * **limits**: a frame over 32 KB or a message over 128 KB closes the
@@ -40,7 +41,7 @@ import re
 import secrets
 import string
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from local_runtime.clock import real_monotonic
 from local_runtime.limits import POST_TO_CONNECTION_MAX_BYTES
@@ -364,6 +366,7 @@ class WebSocketGateway:
             self.host,
             self.port,
             process_request=self._connect,
+            select_subprotocol=_subprotocol,
             create_connection=connection_class,
             open_timeout=limits.integration_timeout + 5,
             ping_interval=None,
@@ -463,6 +466,11 @@ class WebSocketGateway:
             if refused is not None:
                 status, body = refused
                 return connection.respond(status, body)
+            # A subprotocol is agreed only if $connect answers with it (Sec-WebSocket-Protocol).
+            answered = payload.get("headers") if isinstance(payload, dict) else None
+            for name, value in (answered or {}).items() if isinstance(answered, dict) else ():
+                if str(name).lower() == "sec-websocket-protocol":
+                    connection.subprotocol_answered = str(value)  # type: ignore[attr-defined]
         # Accepted: from here on the management API can reach it.
         connection.live = live  # type: ignore[attr-defined]
         live.socket = connection
@@ -612,6 +620,12 @@ class _SocketHandle:
 
     def close(self, code: int, reason: str) -> None:
         self.gateway._delete(self.live, code, reason)
+
+
+def _subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """The subprotocol $connect answered with, if the client offered it; else none."""
+    answered = getattr(connection, "subprotocol_answered", None)
+    return Subprotocol(answered) if answered is not None and answered in offered else None
 
 
 def _connect_refusal(outcome: str, payload: Any) -> tuple[int, str] | None:
