@@ -469,6 +469,9 @@ def up(
 
     if speed <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--speed")
+    running = _running_stack(UP_FILE)
+    if running is not None:
+        _fail(f"a stack is already running here (control {running}); stop it first, or run from another directory")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     limits = GatewayLimits(idle_seconds=idle_timeout, max_seconds=max_connection)
@@ -513,6 +516,18 @@ def up(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _report_refusals(runtime)
+
+
+def _running_stack(up_file: Path) -> str | None:
+    """The control endpoint of a `bw up` that still answers, per ``up_file``; None if there is none."""
+    import urllib.request
+
+    try:
+        control = str(json.loads(up_file.read_text(encoding="utf-8"))["control"])
+        with urllib.request.urlopen(f"{control}/endpoints", timeout=2):
+            return control
+    except (OSError, ValueError, KeyError):
+        return None  # no file, or a stack that was killed: its file is stale
 
 
 fault_app = typer.Typer(help="Faults of the running `bw up` stack: add, list, clear.")

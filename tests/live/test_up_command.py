@@ -42,6 +42,10 @@ def test_bw_up_serves_until_ctrl_c_and_leaves_no_process_or_port(tmp_path: Path)
             time.sleep(0.1)
         endpoints = json.loads(up_file.read_text(encoding="utf-8"))
         assert set(endpoints) >= {"websocket", "http", "aws", "control"}
+        second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert "already running" in second.stderr
+        assert up_file.exists()  # the second one left the first one's file alone
 
         with urllib.request.urlopen(endpoints["http"] + "/health", timeout=30) as health:
             assert health.status == 200
