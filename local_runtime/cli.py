@@ -4,6 +4,8 @@ bw invoke FlakyFunction -e events/flaky/first.json
 bw run RetryFlow -e events/retry_flow/basic.json --faults faults/throttle.yaml --html trace.html
 bw trace last --html trace.html
 bw token --role speaker --tenant acme
+bw up --speed 10
+bw fault add events/faults/apigateway_outage.yaml
 bw demo
 """
 
@@ -440,6 +442,187 @@ def iam_report(
         for role, action, resource, n in missing:
             err.print(f"missing grant: {role} needs {action} on {resource} ({n} refused calls)")
         raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    template: TemplateOption = Path("template.yaml"),
+    param: ParamOption = None,
+    faults: Annotated[Path | None, typer.Option("--faults", "-f", help="Fault rules active from the start.")] = None,
+    data: DataOption = None,
+    seed: Annotated[int, typer.Option(help="Seed for jitter and fault probabilities.")] = 0,
+    speed: Annotated[float, typer.Option(help="Run the virtual clock N times faster than the wall clock.")] = 1.0,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="WebSocket API port (0: any free port).")] = 0,
+    http_port: Annotated[int, typer.Option(help="HTTP API port (0: any free port).")] = 0,
+    aws_port: Annotated[int, typer.Option(help="moto's AWS endpoint for outside tools (0: any free port).")] = 0,
+    no_aws: Annotated[bool, typer.Option("--no-aws", help="Do not serve the AWS endpoint.")] = False,
+    idle_timeout: Annotated[float, typer.Option(help="WebSocket idle timeout, stack seconds.")] = 600.0,
+    max_connection: Annotated[float, typer.Option(help="WebSocket maximum duration, stack seconds.")] = 7200.0,
+) -> None:
+    """Run the whole template live on 127.0.0.1 until Ctrl-C (the strict runtime behind real sockets)."""
+    import signal
+    import threading
+
+    from local_runtime.gateway import GatewayLimits
+    from local_runtime.live import UP_FILE, LiveStack
+
+    if speed <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--speed")
+    running = _running_stack(UP_FILE)
+    if running is not None:
+        _fail(f"a stack is already running here (control {running}); stop it first, or run from another directory")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    limits = GatewayLimits(idle_seconds=idle_timeout, max_seconds=max_connection)
+    try:
+        runtime = LocalRuntime(
+            template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
+        )
+        stack = LiveStack(
+            runtime,
+            host=host,
+            websocket_port=port,
+            http_port=http_port,
+            aws_port=None if no_aws else aws_port,
+            speed=speed,
+            limits=limits,
+            up_file=UP_FILE,
+        ).start()
+    except (TemplateError, ValueError, FileNotFoundError, OSError) as exc:
+        _fail(str(exc))
+        return
+    try:
+        endpoints = stack.endpoints()
+        console.print(
+            f"[bold]breakwater[/] live on {host} (started in {stack.started_in:.2f} s, of which the runtime "
+            f"{stack.runtime_started_in:.2f} s; speed {speed:g}x)"
+        )
+        for name, url in endpoints.items():
+            console.print(f"  {name:<10} {url}")
+        if stack.gateway is not None:
+            console.print(
+                f"  WebSocket API {stack.gateway.spec.logical_id}, stage {stack.gateway.spec.stage}: "
+                f"routes {', '.join(sorted(stack.gateway.spec.routes))}"
+            )
+        if stack.http is not None:
+            console.print(f"  HTTP API: {', '.join(r.route_key for r in stack.http.routes)}")
+        console.print(f"Endpoints written to {UP_FILE}; `bw fault add|list|clear` acts on this stack. Ctrl-C stops it.")
+        while not stop.wait(0.5):
+            pass
+        console.print("stopping: closing connections ($disconnect for each), ports, the runtime")
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _report_refusals(runtime)
+
+
+def _running_stack(up_file: Path) -> str | None:
+    """The control endpoint of a `bw up` that still answers, per ``up_file``; None if there is none."""
+    import urllib.request
+
+    try:
+        control = str(json.loads(up_file.read_text(encoding="utf-8"))["control"])
+        with urllib.request.urlopen(f"{control}/endpoints", timeout=2):
+            return control
+    except (OSError, ValueError, KeyError):
+        return None  # no file, or a stack that was killed: its file is stale
+
+
+fault_app = typer.Typer(help="Faults of the running `bw up` stack: add, list, clear.")
+app.add_typer(fault_app, name="fault")
+
+
+def _control(method: str, path: str, body: Any = None) -> Any:
+    """A request to the running stack's control endpoint (its address is in .bw/up.json)."""
+    import urllib.error
+    import urllib.request
+
+    from local_runtime.live import UP_FILE
+
+    try:
+        endpoint = json.loads(UP_FILE.read_text(encoding="utf-8"))["control"]
+    except (OSError, ValueError, KeyError):
+        _fail(f"no running stack: {UP_FILE} is missing; start one with `bw up`")
+    raw = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(f"{endpoint}{path}", data=raw, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        _fail(f"the stack refused it: {exc.read().decode('utf-8', 'replace')}")
+    except OSError as exc:
+        _fail(f"the stack at {endpoint} does not answer ({exc}); is `bw up` still running?")
+    return None
+
+
+def _print_faults(faults: list[dict[str, Any]]) -> None:
+    if not faults:
+        console.print("no faults")
+        return
+    for rule in faults:
+        fired = rule.pop("fired", 0)
+        console.print(f"  {json.dumps(rule)}  [dim](fired {fired}x)[/]")
+
+
+@fault_app.command("add")
+def fault_add(
+    rules: Annotated[Path | None, typer.Argument(help="Rules file (YAML/JSON), the --faults format.")] = None,
+    service: Annotated[str | None, typer.Option(help="botocore service name (glob).")] = None,
+    operation: Annotated[str, typer.Option(help="Operation (glob).")] = "*",
+    resource: Annotated[str, typer.Option(help="Table / function / connection id / URL path (glob).")] = "*",
+    error: Annotated[str | None, typer.Option(help="AWS error code to answer with.")] = None,
+    status: Annotated[int | None, typer.Option(help="HTTP status of that error.")] = None,
+    latency: Annotated[float, typer.Option(help="Virtual seconds of added latency.")] = 0.0,
+    count: Annotated[int | None, typer.Option(help="Fire at most this often.")] = None,
+    probability: Annotated[float, typer.Option(help="Chance each matching call fails.")] = 1.0,
+    name: Annotated[str | None, typer.Option(help="A name for the rule.")] = None,
+) -> None:
+    """Add fault rules to the running stack (a file, or one rule from the options)."""
+    from local_runtime.faults import load_fault_rules
+
+    if rules is not None:
+        import yaml
+
+        try:
+            document: Any = yaml.safe_load(rules.read_text(encoding="utf-8"))
+            load_fault_rules(document)  # refused here, with the same message, rather than by the stack
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            _fail(str(exc))
+            return
+    elif service is not None:
+        rule: dict[str, Any] = {"service": service, "operation": operation, "resource": resource}
+        optional = {"error": error, "status": status, "count": count, "name": name}
+        rule.update({k: v for k, v in optional.items() if v is not None})
+        if latency:
+            rule["latency"] = latency
+        if probability != 1.0:
+            rule["probability"] = probability
+        document = [rule]
+    else:
+        raise typer.BadParameter("give a rules file or --service")
+    answer = _control("POST", "/faults", document)
+    console.print(f"added {answer['added']}; active:")
+    _print_faults(answer["faults"])
+
+
+@fault_app.command("list")
+def fault_list(as_json: Annotated[bool, typer.Option("--json", help="Print the rules as JSON.")] = False) -> None:
+    """The running stack's fault rules and how often each fired."""
+    answer = _control("GET", "/faults")
+    if as_json:
+        print(json.dumps(answer["faults"], indent=1))
+    else:
+        _print_faults(answer["faults"])
+
+
+@fault_app.command("clear")
+def fault_clear() -> None:
+    """Remove every fault rule from the running stack."""
+    answer = _control("DELETE", "/faults")
+    console.print(f"cleared {answer['cleared']} rule(s)")
 
 
 def main() -> None:

@@ -103,6 +103,22 @@ class VirtualClock:
         """Virtual seconds since the clock was created, on the main timeline."""
         return self._root.now - self._started_at
 
+    def timeline(self) -> _Cursor:
+        """A detached cursor at the main timeline's present.
+
+        A live request (``bw up``) starts when the stack is, and what it sleeps
+        (backoff, waits) moves only its own timeline, never the stack's.
+        """
+        with self._lock:
+            root = self._root
+            return _Cursor(now=max(root.now, root.joined))
+
+    @contextmanager
+    def main_timeline(self) -> Iterator[_Cursor]:
+        """Run a block on the main timeline (``bw up``'s ticker and gateway threads)."""
+        with self.bound(self._root) as cursor:
+            yield cursor
+
     # -- moving ----------------------------------------------------------------
     def sleep(self, seconds: float) -> None:
         """Advance the caller's timeline; never waits in real time.

@@ -73,6 +73,7 @@ class LocalFunction:
     _handler: Callable[[Any, Any], Any] | None = None
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
+    _init_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def roots(self) -> list[Path]:
@@ -135,24 +136,29 @@ class LocalFunction:
 
     def invoke(self, event: Any) -> Invocation:
         cold = self._handler is None
+        # Concurrent first requests (`bw up`) wait for one init instead of each importing the code.
         if self._handler is None:
-            try:
-                with iam.acting_as(self.role, self.spec.function_name):
-                    self._handler = self._load()
-            except Exception as exc:  # noqa: BLE001 - an init failure is the invocation's answer, as on AWS
-                module_name = self.spec.handler.rpartition(".")[0]
-                if isinstance(exc, AttributeError):
-                    kind = "Runtime.HandlerNotFound"
-                    message = f"Handler '{self.spec.handler.rpartition('.')[2]}' missing on module '{module_name}'"
-                else:
-                    kind = "Runtime.ImportModuleError"
-                    message = f"Unable to import module '{module_name}': {exc}"
-                payload = {"errorType": kind, "errorMessage": message}
-                invocation = Invocation(
-                    self.spec.logical_id, str(uuid.uuid4()), payload, kind, message, self.clock.now()
-                )
-                self.invocations.append(invocation)
-                return invocation
+            with self._init_lock:
+                if self._handler is None:
+                    try:
+                        with iam.acting_as(self.role, self.spec.function_name):
+                            self._handler = self._load()
+                    except Exception as exc:  # noqa: BLE001 - an init failure is the invocation's answer, as on AWS
+                        module_name = self.spec.handler.rpartition(".")[0]
+                        if isinstance(exc, AttributeError):
+                            kind = "Runtime.HandlerNotFound"
+                            message = (
+                                f"Handler '{self.spec.handler.rpartition('.')[2]}' missing on module '{module_name}'"
+                            )
+                        else:
+                            kind = "Runtime.ImportModuleError"
+                            message = f"Unable to import module '{module_name}': {exc}"
+                        payload = {"errorType": kind, "errorMessage": message}
+                        invocation = Invocation(
+                            self.spec.logical_id, str(uuid.uuid4()), payload, kind, message, self.clock.now()
+                        )
+                        self.invocations.append(invocation)
+                        return invocation
         start = self.clock.now()
         deadline = start + self.spec.timeout
         context = LambdaContext(self.spec, self.clock, deadline)

@@ -82,10 +82,7 @@ class Provisioner:
     def reuse(self) -> None:
         """A warm start: the resources exist; their data goes back to a new stack's, and every
         service the stack does not provision (CloudWatch metrics, logs, ...) starts empty."""
-        from collections import defaultdict
-
         from moto.core.base_backend import BackendDict
-        from moto.dynamodb.models import dynamodb_backends
 
         services: list[Any] = list(BackendDict._instances)  # type: ignore[misc]
         for service in services:
@@ -94,9 +91,7 @@ class Provisioner:
                     account.reset()
                 service.clear()
 
-        tables = dynamodb_backends[ACCOUNT_ID][self._stack.region].tables
-        for name in self._stack.template.of_type("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
-            tables[name].items = defaultdict(dict)
+        self.empty_tables()
         s3 = self._stack.client("s3")
         for logical_id in self._stack.template.of_type("AWS::S3::Bucket"):
             bucket = logical_id.lower()
@@ -123,6 +118,21 @@ class Provisioner:
             self._load_iam()
         for logical_id, spec in self._stack.template.functions.items():
             self._stack.functions[logical_id] = self._local_function(logical_id, spec)
+        self._load_stack_data()
+
+    def empty_tables(self) -> None:
+        """Every table of the template without its items (the tables themselves stay)."""
+        from collections import defaultdict
+
+        from moto.dynamodb.models import dynamodb_backends
+
+        tables = dynamodb_backends[ACCOUNT_ID][self._stack.region].tables
+        for name in self._stack.template.of_type("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+            tables[name].items = defaultdict(dict)
+
+    def reload_data(self) -> None:
+        """Empty tables, then the stack data again: a live stack between two tests."""
+        self.empty_tables()
         self._load_stack_data()
 
     def _local_function(self, logical_id: str, spec: Any) -> LocalFunction:

@@ -121,6 +121,8 @@ class LocalRuntime:
         #: Step Functions on this stack (see :mod:`local_runtime.executions`).
         self.executions = Executions(self)
         self._provisioner = Provisioner(self)
+        #: Stage of each WebSocket API of the template, by API id (the management API's 403).
+        self._websocket_stages: dict[str, str] | None = None
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> LocalRuntime:
@@ -128,6 +130,7 @@ class LocalRuntime:
             return self
         fake_aws_environment(self.region)
         self.template = LocalTemplate.load(self.template_path, parameter_overrides=self.parameters, region=self.region)
+        self._websocket_stages = None
         from moto import mock_aws
 
         key = self._provisioner.warm_key()
@@ -163,7 +166,12 @@ class LocalRuntime:
     def stop(self) -> None:
         if not self._started:
             return
-        self._provisioner.save_tables()
+        # Saving state is the runtime's own business, like provisioning: no fault rule meets it.
+        self._provisioning = True
+        try:
+            self._provisioner.save_tables()
+        finally:
+            self._provisioning = False
         self._record_iam_usage()
         self._started = False
         ThreadEnviron.uninstall()
@@ -181,6 +189,11 @@ class LocalRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def reload_data(self) -> None:
+        """Empty every table and load the stack data again, schedules restarting from now
+        (a live stack between two tests); the resources and loaded handlers stay."""
+        self._provisioner.reload_data()
 
     # -- clients -----------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -200,6 +213,29 @@ class LocalRuntime:
         client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, region_name=self.region)
         setattr(client, iam_hooks.ADMINISTRATOR, True)
         return client
+
+    def management_api_refusal(self, url: str) -> tuple[int, dict[str, str], bytes] | None:
+        """API Gateway's answer to a management API call on one of the template's WebSocket
+        APIs but another stage than its own: 403 ForbiddenException (seam). Endpoints of no
+        API of the template (tests' ``management_api()``) are left alone."""
+        from urllib.parse import urlsplit
+
+        if self._websocket_stages is None:
+            stages: dict[str, str] = {}
+            for logical_id, api in self.template.of_type("AWS::ApiGatewayV2::Api").items():
+                if (api.get("Properties") or {}).get("ProtocolType") == "WEBSOCKET":
+                    from local_runtime.gateway import WebSocketApiSpec
+
+                    spec = WebSocketApiSpec.from_template(self.template, logical_id)
+                    stages[spec.api_id] = spec.stage
+            self._websocket_stages = stages
+        parts = urlsplit(url)
+        api_id = (parts.hostname or "").split(".", 1)[0]
+        stage = parts.path.split("/@connections/", 1)[0].strip("/")
+        if api_id not in self._websocket_stages or stage == self._websocket_stages[api_id]:
+            return None
+        headers = {"x-amzn-ErrorType": "ForbiddenException", "Content-Type": "application/json"}
+        return 403, headers, b'{"message":"Forbidden"}'
 
     # -- provisioning --------------------------------------------------------------
     def physical_request(self, request: AccessRequest) -> AccessRequest:

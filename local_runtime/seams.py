@@ -284,6 +284,11 @@ def _install_stubber() -> None:
         if runtime is not None and self.enabled and "://sync-states." in request.url:
             status, headers, body = runtime.handle_sync_states(request)
             return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+        if runtime is not None and self.enabled and "/@connections/" in request.url:
+            refused = runtime.management_api_refusal(request.url)
+            if refused is not None:
+                status, headers, body = refused
+                return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
         if runtime is not None and "://dynamodb." in request.url:
             # DynamoDB applies each request to an item atomically (conditional writes and
             # ADDs never interleave); moto does not lock, so the runtime serialises them.
@@ -989,9 +994,12 @@ def _install_definite_paths() -> None:
     from moto.stepfunctions.parser.asl.utils import json_path
 
     original = json_path.extract_json
+    # Parsing a path costs more than applying it (jsonpath_ng's parser), and a workflow
+    # applies the same few paths on every state it visits: parse each one once.
+    parsed = functools.lru_cache(maxsize=4096)(parse)
 
     def extract_json(path: str, data: Any) -> Any:
-        matches = parse(path).find(data)
+        matches = parsed(path).find(data)
         if _INDEFINITE_PATH.search(path):
             return [match.value for match in matches]
         if not matches:
