@@ -6,6 +6,7 @@ bw trace last --html trace.html
 bw token --role speaker --tenant acme
 bw up --speed 10
 bw fault add events/faults/apigateway_outage.yaml
+bw env --serve -o .bw/env.json   (sam local invoke ... --env-vars .bw/env.json)
 bw demo
 """
 
@@ -623,6 +624,69 @@ def fault_clear() -> None:
     """Remove every fault rule from the running stack."""
     answer = _control("DELETE", "/faults")
     console.print(f"cleared {answer['cleared']} rule(s)")
+
+
+@app.command("env")
+def env_command(
+    endpoint: Annotated[
+        str, typer.Option(help="Where the functions find AWS (AWS_ENDPOINT_URL); the stack `--serve` runs.")
+    ] = "http://bw-stack:4566",
+    websocket_endpoint: Annotated[
+        str | None, typer.Option(help="API Gateway management endpoint (BW_WEBSOCKET_ENDPOINT); --endpoint if unset.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the file here (default: stdout).")
+    ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Also serve the stack (moto, provisioned from the template) at http://bw-stack:4566 on the "
+            "Docker network bw-local until interrupted; needs Docker (make lambda-image) and root.",
+        ),
+    ] = False,
+    template: TemplateOption = Path("template.yaml"),
+    param: ParamOption = None,
+) -> None:
+    """The --env-vars file for `sam local invoke`: every function pointed at a stack, with fake credentials.
+
+    bw env --serve -o .bw/env.json   (then, in another shell:)
+    sam local invoke HealthFunction -e events/health/health.json --env-vars .bw/env.json
+        --docker-network bw-local --skip-pull-image
+    """
+    from local_runtime.containers import Gateway, MotoStack, env_vars
+    from local_runtime.template import LocalTemplate
+
+    def emit(document: dict[str, Any]) -> None:
+        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+            err.print(f"--env-vars file: [bold]{output}[/]")
+
+    parameters = _parameters(param)
+    if not serve:
+        try:
+            local = LocalTemplate.load(template, parameter_overrides=parameters)
+        except TemplateError as exc:
+            _fail(str(exc))
+            return
+        emit(env_vars(local, endpoint, websocket_endpoint=websocket_endpoint))
+        return
+    import signal
+    import threading
+
+    with MotoStack(template, parameters=parameters) as stack, Gateway(stack.port) as gateway:
+        emit(env_vars(stack.template, gateway.endpoint, websocket_endpoint=websocket_endpoint))
+        err.print(f"stack: moto on {stack.endpoint}, reached from containers at {gateway.endpoint} (Ctrl-C stops)")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
 
 
 def main() -> None:
