@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import compileall
 import concurrent.futures
+import hashlib
 import json
 import os
 import platform
@@ -119,8 +120,19 @@ def _on_architecture(architecture: str) -> Path:
     return target
 
 
+def _layer_version() -> int:
+    """A version that changes with the layer's source: SAM tags the image it bakes a layer
+    into by the layer's ARN and reuses an image of that tag, so a fixed version ran every
+    later tier on the first build's layer (it lacked modules added since)."""
+    root = ROOT / "layers" / "resilience"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return int(digest.hexdigest()[:12], 16)
+
+
 #: The layer, as SAM finds an already downloaded one (see :func:`_layer_by_arn`).
-LAYER_ARN = "arn:aws:lambda:us-east-1:123456789012:layer:breakwater-resilience:1"
+LAYER_ARN = f"arn:aws:lambda:us-east-1:123456789012:layer:breakwater-resilience:{_layer_version()}"
 
 
 def _layer_by_arn(built: Path) -> tuple[Path, Path]:
@@ -130,8 +142,6 @@ def _layer_by_arn(built: Path) -> tuple[Path, Path]:
     the layer is defined in the template; a layer it finds in ``--layer-cache-basedir`` goes
     into one image that every function shares. Same files in /opt, one build instead of ten.
     """
-    import hashlib
-
     _, name, version = LAYER_ARN.rsplit(":", 2)
     cache = built.parent.parent / "layer-cache"
     cache.mkdir(exist_ok=True)
