@@ -308,7 +308,7 @@ def _cleanup_started(answer: Answer, stack: Any) -> None:
 
 def _delivered(answer: Answer, stack: Any) -> None:
     assert answer.error is None, answer.payload
-    assert answer.payload["counts"] == {"delivered": 3, "gone": 0, "parked": 0}, answer.payload
+    assert answer.payload["counts"] == {"delivered": 3, "gone": 0, "parked": 0, "dropped": 0}, answer.payload
 
 
 def _tenant(answer: Answer, stack: Any) -> None:
