@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from local_runtime import LocalRuntime
+from local_runtime.clock import real_monotonic
 from local_runtime.sessions import join_session
 from resilience.activity import idle_shard
 
@@ -40,7 +41,23 @@ def join(runtime: LocalRuntime, *members: tuple[str, str]) -> None:
 
 
 def remaining(runtime: LocalRuntime) -> set[str]:
+    """Connections left once the cleanups the sweep started (asynchronously) have finished."""
+    settle(runtime)
     return {item["connectionId"] for item in runtime.items("ConnectionsTable")}
+
+
+def settle(runtime: LocalRuntime, limit: float = 120.0) -> None:
+    """Wait (in real time: they run on threads of their own) for every started execution to end.
+
+    "Clean up" starts DisconnectCleanup with StartExecution and does not wait for it, as on
+    AWS; on a loaded machine a cleanup could still be running when the sweep returned.
+    """
+    import threading
+
+    deadline = real_monotonic() + limit
+    while any(e.status == "RUNNING" for m in runtime._backend().state_machines for e in m.executions):
+        assert real_monotonic() < deadline, "executions still running"
+        threading.Event().wait(0.05)
 
 
 def received(runtime: LocalRuntime, connection_id: str) -> list[Any]:
