@@ -510,10 +510,10 @@ _TRANSLATED: dict[str, dict[str, Any]] = {}
 
 def translate(template_path: Path, raw_template: Mapping[str, Any]) -> dict[str, Any]:
     """SAM's translator on the template (what ``sam deploy`` sends CloudFormation), cached per content."""
-    from importlib.metadata import version
+    import samtranslator
 
     text = json.dumps(raw_template, sort_keys=True, default=str)
-    key = hashlib.sha256(f"{version('aws-sam-translator')}\n{text}".encode()).hexdigest()
+    key = hashlib.sha256(f"{samtranslator.__version__}\n{text}".encode()).hexdigest()
     on_disk = cache_dir("translated") / f"{key[:32]}.json"
     if key not in _TRANSLATED and on_disk.is_file():
         try:

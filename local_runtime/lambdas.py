@@ -100,13 +100,15 @@ class LocalFunction:
             # of the function's); its own code and its layers' are imported afresh.
             for root in view.dependency_roots:
                 sys.modules.update(_DEPENDENCIES.get(root, {}))
-            saved_path = list(sys.path)
-            sys.path[:0] = roots
+            # New lists, never edits in place: another thread may be iterating sys.path (any
+            # import, importlib.metadata) and an in-place shift made it skip site-packages.
+            saved_path = sys.path
+            sys.path = [*roots, *saved_path]
             try:
                 module = importlib.import_module(module_name)
                 handler = getattr(module, attr)
             finally:
-                sys.path[:] = saved_path
+                sys.path = saved_path
                 # Move this function's modules into its own namespace, and put
                 # back whatever another function (or the test) had loaded.
                 for name, mod in list(sys.modules.items()):
