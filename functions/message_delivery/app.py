@@ -100,20 +100,20 @@ def _park(event: dict[str, Any], result: BatchResult, expires_at: int) -> list[s
     return failed
 
 
+def _post(connection_id: str, data: bytes) -> None:
+    with translate_errors("apigatewaymanagementapi", "PostToConnection"):
+        _posting.apigateway_management(os.environ["BW_WEBSOCKET_ENDPOINT"]).post_to_connection(
+            ConnectionId=connection_id, Data=data
+        )
+
+
 def _drain_behind(event: dict[str, Any], result: BatchResult, behind: list[str], remaining: Any) -> None:
     """Recipients with older parked messages: deliver those first, then this one, in order."""
-
-    def post(connection_id: str, data: bytes) -> None:
-        with translate_errors("apigatewaymanagementapi", "PostToConnection"):
-            _posting.apigateway_management(os.environ["BW_WEBSOCKET_ENDPOINT"]).post_to_connection(
-                ConnectionId=connection_id, Data=data
-            )
-
     for connection_id in behind:
         if connection_id not in result.parked or remaining() < _RESERVE_SECONDS:
             continue
         try:
-            drained = _outbox.drain(connection_id, post, _breaker)
+            drained = _outbox.drain(connection_id, _post, _breaker)
         except BreakwaterError:
             continue  # the Outbox keeps them; the recipient's next frame drains it
         if drained.delivered:
@@ -136,12 +136,10 @@ def _record(event: dict[str, Any], result: BatchResult, batch: str, expires_at: 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     validate_event(event, _SCHEMA, "invalid delivery batch")
     data = json.dumps(event["frame"]).encode()
-    endpoint = os.environ["BW_WEBSOCKET_ENDPOINT"]
     expires_at = int(event.get("expiresAt") or time.time() + float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600)
 
     def post(connection_id: str) -> None:
-        with translate_errors("apigatewaymanagementapi", "PostToConnection"):
-            _posting.apigateway_management(endpoint).post_to_connection(ConnectionId=connection_id, Data=data)
+        _post(connection_id, data)
 
     def remaining() -> float:
         return float(context.get_remaining_time_in_millis()) / 1000

@@ -140,7 +140,7 @@ def accept_once(message: dict[str, Any], sender: dict[str, str], now: float) -> 
     return accepted, accepted.get("acceptedBy") == attempt
 
 
-def earlier_outcome(accepted: dict[str, Any], first: bool, now: float, expires_at: int) -> dict[str, Any] | None:
+def earlier_outcome(accepted: dict[str, Any], first: bool, now: float) -> dict[str, Any] | None:
     """For a retry: the outcome a finished run recorded, or the right to start a run.
 
     A retry starts a run only when no earlier run of the message can still be
@@ -155,11 +155,16 @@ def earlier_outcome(accepted: dict[str, Any], first: bool, now: float, expires_a
         accepted["messageId"],
         seconds=_MAX_RUN_SECONDS,
         first_run_ends=accepted["timestamp"] / 1000 + _MAX_RUN_SECONDS,
-        expires_at=expires_at,
+        expires_at=expires_at(accepted),
     )
     if held_until is not None:
         raise RetryableError("the message is still being delivered", retry_after=max(1, math.ceil(held_until - now)))
     return None
+
+
+def expires_at(accepted: dict[str, Any]) -> int:
+    """The message's TTL (MessageTtlHours after it was accepted): its item, Outbox entries and ledger."""
+    return int(accepted["timestamp"]) // 1000 + int(float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600)
 
 
 def deliver(
@@ -173,7 +178,7 @@ def deliver(
         "sender": sender,
         "body": message["body"],
         "timestamp": timestamp,
-        "expiresAt": timestamp // 1000 + int(float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600),
+        "expiresAt": expires_at(accepted),
         "correlationId": current_correlation_id() or accepted["messageId"],
         "rerun": False,
     }
@@ -235,8 +240,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         check_rate(sender["userId"] if sender["userId"] != "anonymous" else connection_id, now)
         _idempotency.register_lambda_context(context)
         accepted, first = accept_once(message, sender, now)
-        expires_at = int(now) + int(float(os.environ.get("BW_MESSAGE_TTL_HOURS", "24")) * 3600)
-        result = earlier_outcome(accepted, first, now, expires_at) or deliver(
+        result = earlier_outcome(accepted, first, now) or deliver(
             message, sender, accepted, now=now, remaining=context.get_remaining_time_in_millis() / 1000
         )
     except BreakwaterError as error:

@@ -50,9 +50,6 @@ class Settlement:
         for connection_id in connection_ids:
             self.outcome.setdefault(connection_id, outcome)
 
-    def of(self, outcome: str) -> list[str]:
-        return [c for c, o in self.outcome.items() if o == outcome]
-
     def __contains__(self, connection_id: object) -> bool:
         return connection_id in self.outcome
 
