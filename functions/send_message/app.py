@@ -63,7 +63,7 @@ _clients = default_clients()
 _delivering = Clients(settings=dataclasses.replace(ClientSettings.from_env(), max_attempts=1))
 _ledger = DeliveryLedger(_clients.dynamodb(), os.environ["BW_DELIVERIES_TABLE"], now=time.time)
 #: How long one run of DeliverMessage may still be posting after it started.
-_MAX_RUN_SECONDS = float(os.environ.get("BW_DELIVERY_MAX_RUN_SECONDS", "40"))
+_MAX_RUN_SECONDS = float(os.environ.get("BW_DELIVERY_MAX_RUN_SECONDS", "32"))
 # A client retrying a sendMessage (same connection, same clientMessageId) gets the same
 # messageId: acceptance is what is idempotent, and it never fails once it has made the id.
 _idempotency = IdempotencyConfig(
