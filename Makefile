@@ -24,11 +24,11 @@ export SAM_CLI_TELEMETRY := 0
 export SAM_CLI_DISABLE_VERSION_CHECK := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help demo test lint typecheck cfn-lint sam-validate asl build pytest containers lambda-image bench clean browser
+.PHONY: help demo test lint typecheck cfn-lint sam-validate asl scan build pytest containers lambda-image bench clean browser
 
 help:
 	@echo "make demo   run a workflow offline with an injected fault, print its timeline, write the HTML trace"
-	@echo "make test   lint, typecheck, cfn-lint, sam validate --lint, ASL validation, sam build, pytest, containers"
+	@echo "make test   lint, typecheck, cfn-lint, sam validate --lint, ASL validation, security scan, sam build, pytest, containers"
 	@echo "make containers  every function in a real Lambda container (sam local; builds the image once)"
 	@echo "make bench  run the benchmarks in bench/ (prints figures, asserts nothing)"
 
@@ -68,6 +68,19 @@ sam-validate: $(STAMP)
 
 asl: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python tools/check_asl.py $(TEMPLATES)
+
+# checkov and cfn-lint's informational/experimental rules, held to security/scan-baseline.yaml
+# (every accepted finding says why; a new one fails). checkov gets its own venv inside .venv:
+# it pins a boto3 older than the runtime's.
+CHECKOV_VENV  := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+$(CHECKOV_STAMP): tools/checkov-requirements.txt | $(STAMP)
+	$(PYTHON313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r tools/checkov-requirements.txt
+	@touch $@
+
+scan: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/python tools/scan.py --checkov $(CHECKOV_VENV)/bin/checkov template.yaml
 
 # Into a throwaway workspace: the build, SAM's cache and the build.toml SAM writes beside the build dir.
 build: $(STAMP)
@@ -109,7 +122,7 @@ containers: $(STAMP)
 		if [[ $$had_docker == 0 ]]; then bw_docker_stop; fi; \
 		exit $$status
 
-test: lint typecheck cfn-lint sam-validate asl build pytest containers
+test: lint typecheck cfn-lint sam-validate asl scan build pytest containers
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
