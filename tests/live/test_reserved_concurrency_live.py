@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -79,4 +80,5 @@ def test_the_invoke_api_answers_429_too_many_requests(stack: LiveStack) -> None:
         outside.invoke(FunctionName="ConnectFunction", Payload=b"{}")
 
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
-    assert refused.value.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    answer: dict[str, Any] = dict(refused.value.response)
+    assert answer["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
