@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from local_runtime.access_logs import AccessLog, AccessLogSpec, access_log_spec
+from local_runtime.clock import real_time
 from local_runtime.sigv4 import Caller, verify
 from local_runtime.template import ACCOUNT_ID, LocalTemplate
 from local_runtime.throttling import StageThrottle, ThrottleSettings, throttle_settings
@@ -304,7 +305,9 @@ class HttpApiServer:
             body,
             keys=self.runtime.signing_keys(),
             region=self.runtime.region,
-            now=self.runtime.clock.now(),
+            # A client in this process signs on the stack's (virtual) clock; one outside it on
+            # the wall clock, which `--speed` or `advance` leave behind.
+            now=(self.runtime.clock.now(), real_time()),
         )
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -130,7 +130,9 @@ def signed(
     return {**dict(request.headers.items()), "Host": "127.0.0.1:8080"}
 
 
-def check(headers: dict[str, str], target: str = "/prod/health/details?x=1", now: float = NOW) -> Any:
+def check(
+    headers: dict[str, str], target: str = "/prod/health/details?x=1", now: float | tuple[float, ...] = NOW
+) -> Any:
     return verify("GET", target, headers, b"", keys=KEYS, region="us-east-1", now=now)
 
 
@@ -157,6 +159,12 @@ def test_a_request_without_a_valid_signature_is_refused(headers: dict[str, str])
 def test_a_signature_does_not_cover_another_path_or_an_old_date() -> None:
     assert check(signed(), target="/prod/timeout-status") is None
     assert check(signed(), now=NOW + 301) is None
+
+
+def test_a_signature_may_be_dated_by_the_stacks_clock_or_the_wall_clock() -> None:
+    virtual_far_ahead = NOW + 86_400  # `bw up --speed 10` for a few hours
+    assert check(signed(), now=(virtual_far_ahead, NOW + 10)) is not None
+    assert check(signed(), now=(virtual_far_ahead, NOW + 400)) is None
 
 
 def test_a_temporary_key_needs_its_session_token() -> None:
