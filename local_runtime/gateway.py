@@ -459,7 +459,8 @@ class WebSocketGateway:
         if invocation.errored:
             notes.update(
                 integrationStatus=429 if invocation.throttled else 200,
-                integrationError=invocation.error_message or invocation.error_type,
+                # The error's type, never its message: a handler's message may carry what it read.
+                integrationError=invocation.error_type,
             )
             return "error", invocation
         notes.update(integrationStatus=200)

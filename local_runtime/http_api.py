@@ -286,7 +286,8 @@ class HttpApiServer:
                 status, out_headers, raw, invocation = self._integrate(route, event)
                 log["integrationLatency"] = int(invocation.duration * 1000)
                 if invocation.errored:
-                    log["integrationErrorMessage"] = invocation.error_message or invocation.error_type
+                    # The error's type, never its message: a handler's message may carry what it read.
+                    log["integrationErrorMessage"] = invocation.error_type
                     log["integrationStatus"] = 429 if invocation.throttled else 200
                     log["error.message"] = "Internal Server Error"
                 else:

@@ -68,7 +68,7 @@ def test_the_access_log_shows_the_integrations_429(stack: LiveStack) -> None:
     lines = [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName=WEBSOCKET_LOG)["events"]]
     last = lines[-1]
     assert (last["routeKey"], last["status"], last["integrationStatus"]) == ("$connect", "500", "429")
-    assert last["integrationError"] == "Rate Exceeded."
+    assert last["integrationError"] == "TooManyRequestsException"
 
 
 def test_the_invoke_api_answers_429_too_many_requests(stack: LiveStack) -> None:
