@@ -278,3 +278,10 @@ def real_sleep(seconds: float) -> None:
 
 def real_monotonic() -> float:
     return _real_monotonic()
+
+
+def real_time() -> float:
+    """The wall clock (epoch seconds) even while a virtual clock is installed."""
+    import time_machine
+
+    return float(time_machine.escape_hatch.time.time())

@@ -17,6 +17,13 @@ in front of the strict runtime's handlers:
   agreed only if ``$connect`` answers with its ``Sec-WebSocket-Protocol`` header.
 * **$disconnect** runs on every close: the client's (clean or abrupt), the
   server's (``deleteConnection``, idle, maximum duration, shutdown).
+* **stage throttling**: the stage's ``DefaultRouteSettings`` are a token bucket per
+  route on the stack's clock: ``$connect`` past it is refused with 429, a message past
+  it gets a ``{"message": "Too Many Requests", ...}`` frame (the connection stays open)
+  and never reaches its integration. A function throttled by its reserved concurrency
+  is an integration failure (``$connect`` 500, a message's error frame), as on AWS.
+* **access logs**: the stage's ``AccessLogSettings`` writes one line per $connect,
+  message and $disconnect to its log group (:mod:`local_runtime.access_logs`).
 * **limits**: a frame over 32 KB or a message over 128 KB closes the
   connection with 1009; an idle connection (no data frame for 10 minutes) and
   any connection older than 2 hours are closed with 1001. Both durations are in
@@ -41,7 +48,7 @@ import re
 import secrets
 import string
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,9 +61,11 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from local_runtime.access_logs import AccessLog, AccessLogSpec, access_log_spec
 from local_runtime.clock import real_monotonic
 from local_runtime.limits import POST_TO_CONNECTION_MAX_BYTES
-from local_runtime.template import LocalTemplate, TemplateError
+from local_runtime.template import ACCOUNT_ID, LocalTemplate, TemplateError
+from local_runtime.throttling import StageThrottle, ThrottleSettings, route_throttle_settings, throttle_settings
 from local_runtime.websockets import ConnectionGoneError
 
 __all__ = [
@@ -112,6 +121,12 @@ class WebSocketApiSpec:
     routes: dict[str, str]
     #: Route keys with a route response: the integration's answer goes back to the client.
     two_way: frozenset[str] = frozenset()
+    #: The stage's DefaultRouteSettings throttling (None: not set).
+    throttle: ThrottleSettings | None = None
+    #: The stage's RouteSettings throttling, by route key.
+    route_throttles: Mapping[str, ThrottleSettings | None] = field(default_factory=dict)
+    #: The stage's AccessLogSettings (None: no access log).
+    access_log: AccessLogSpec | None = None
 
     @classmethod
     def from_template(cls, template: LocalTemplate, api: str | None = None) -> WebSocketApiSpec:
@@ -160,10 +175,31 @@ class WebSocketApiSpec:
             if _ref((r.get("Properties") or {}).get("RouteId")) in route_ids
         )
         stage = "$default"
+        throttle: ThrottleSettings | None = None
+        route_throttles: dict[str, ThrottleSettings | None] = {}
+        access_log: AccessLogSpec | None = None
         for resource in template.of_type("AWS::ApiGatewayV2::Stage").values():
             if belongs(resource):
-                stage = str(_value((resource.get("Properties") or {}).get("StageName"), template.parameters))
-        return cls(api, api.lower(), stage, expression, routes, two_way)
+                sprops = resource.get("Properties") or {}
+                stage = str(_value(sprops.get("StageName"), template.parameters))
+                throttle = throttle_settings(
+                    sprops.get("DefaultRouteSettings"), lambda v: _value(v, template.parameters)
+                )
+                route_throttles = route_throttle_settings(
+                    sprops.get("RouteSettings"), throttle, lambda v: _value(v, template.parameters)
+                )
+                access_log = access_log_spec(template, sprops.get("AccessLogSettings"))
+        return cls(
+            api,
+            api.lower(),
+            stage,
+            expression,
+            routes,
+            two_way,
+            throttle=throttle,
+            route_throttles=route_throttles,
+            access_log=access_log,
+        )
 
     def select(self, body: str | bytes) -> str | None:
         """The route a message takes: the selection expression's value if a route has that key,
@@ -311,6 +347,18 @@ class WebSocketGateway:
         self._disconnects: set[asyncio.Future[Any]] = set()
         #: Called with every $disconnect's connection id once it has run (tests wait on it).
         self.on_disconnected: Callable[[str], None] = lambda connection_id: None
+        self.throttle = StageThrottle(self.spec.throttle, runtime.clock.now, self.spec.route_throttles)
+        self.access_log = (
+            AccessLog(
+                self.spec.access_log,
+                runtime.region,
+                ACCOUNT_ID,
+                f"{self.spec.api_id}_{self.spec.stage}",
+                runtime.clock.now,
+            )
+            if self.spec.access_log is not None
+            else None
+        )
 
     @property
     def url(self) -> str:
@@ -392,17 +440,63 @@ class WebSocketGateway:
         with clock.bound(clock.timeline()):
             return self.runtime.invoke(self.spec.routes[route_key], event)
 
-    async def _integrate(self, route_key: str, event: dict[str, Any]) -> tuple[str, Any]:
-        """("ok", payload), ("error", invocation) or ("timeout", None)."""
+    async def _integrate(
+        self, route_key: str, event: dict[str, Any], notes: dict[str, Any] | None = None
+    ) -> tuple[str, Any]:
+        """("ok", payload), ("error", invocation) or ("timeout", None); the outcome goes to the
+        access log's ``notes`` (a function throttled by its reserved concurrency is an
+        error: API Gateway answers it as an integration failure)."""
+        notes = {} if notes is None else notes
         loop = asyncio.get_running_loop()
+        started = real_monotonic()
         future = loop.run_in_executor(self._pool, self._invoke, route_key, event)
         try:
             invocation = await asyncio.wait_for(asyncio.shield(future), self.limits.integration_timeout)
         except TimeoutError:
+            notes.update(integrationLatency=int((real_monotonic() - started) * 1000), integrationError="timeout")
             return "timeout", None
+        notes.update(integrationLatency=int(invocation.duration * 1000))
         if invocation.errored:
+            notes.update(
+                integrationStatus=429 if invocation.throttled else 200,
+                # The error's type, never its message: a handler's message may carry what it read.
+                integrationError=invocation.error_type,
+            )
             return "error", invocation
+        notes.update(integrationStatus=200)
         return "ok", invocation.payload
+
+    def _log(
+        self, event: dict[str, Any], status: int, error: str | None = None, noted: dict[str, Any] | None = None
+    ) -> None:
+        """The request's access log line (``noted``: what _integrate saw of the integration)."""
+        noted = noted or {}
+        if self.access_log is None:
+            return
+        context = event["requestContext"]
+        self.access_log.write(
+            {
+                "requestId": context["requestId"],
+                "extendedRequestId": context["extendedRequestId"],
+                "connectionId": context["connectionId"],
+                "identity.sourceIp": context["identity"]["sourceIp"],
+                "identity.userAgent": context["identity"]["userAgent"],
+                "requestTime": context["requestTime"],
+                "requestTimeEpoch": context["requestTimeEpoch"],
+                "eventType": context["eventType"],
+                "routeKey": context["routeKey"],
+                "messageId": context.get("messageId"),
+                "stage": context["stage"],
+                "apiId": context["apiId"],
+                "status": status,
+                "integration.status": noted.get("integrationStatus"),
+                "integrationStatus": noted.get("integrationStatus"),
+                "integration.error": noted.get("integrationError"),
+                "integration.latency": noted.get("integrationLatency"),
+                "integrationLatency": noted.get("integrationLatency"),
+                "error.message": error,
+            }
+        )
 
     def _context(self, live: _Live, route_key: str, event_type: str, **extra: Any) -> dict[str, Any]:
         now = self.runtime.clock.now()
@@ -460,17 +554,24 @@ class WebSocketGateway:
             for key, value in query:
                 multi_query.setdefault(key, []).append(value)
             event["multiValueQueryStringParameters"] = multi_query
+        if not self.throttle.admit("$connect"):
+            # Throttled at the stage: no integration runs (no Lambda, no admission).
+            self._log(event, 429, "Too Many Requests")
+            return connection.respond(429, json.dumps({"message": "Too Many Requests"}))
+        notes: dict[str, Any] = {}
         if "$connect" in self.spec.routes:
-            outcome, payload = await self._integrate("$connect", event)
+            outcome, payload = await self._integrate("$connect", event, notes)
             refused = _connect_refusal(outcome, payload)
             if refused is not None:
                 status, body = refused
+                self._log(event, status, _error_message(body), notes)
                 return connection.respond(status, body)
             # A subprotocol is agreed only if $connect answers with it (Sec-WebSocket-Protocol).
             answered = payload.get("headers") if isinstance(payload, dict) else None
             for name, value in (answered or {}).items() if isinstance(answered, dict) else ():
                 if str(name).lower() == "sec-websocket-protocol":
                     connection.subprotocol_answered = str(value)  # type: ignore[attr-defined]
+        self._log(event, 200, None, notes)
         # Accepted: from here on the management API can reach it.
         connection.live = live  # type: ignore[attr-defined]
         live.socket = connection
@@ -533,13 +634,22 @@ class WebSocketGateway:
             "body": base64.b64encode(message).decode("ascii") if isinstance(message, bytes) else message,
             "isBase64Encoded": binary,
         }
-        outcome, payload = await self._integrate(route_key, event)
         request_id = event["requestContext"]["requestId"]
+        if not self.throttle.admit(route_key):
+            self._log(event, 429, "Too Many Requests")
+            await self._reply_error(live, "Too Many Requests", request_id)
+            return
+        notes: dict[str, Any] = {}
+        outcome, payload = await self._integrate(route_key, event, notes)
         if outcome == "timeout":
+            self._log(event, 504, "Endpoint request timed out", notes)
             await self._reply_error(live, "Endpoint request timed out", request_id)
         elif outcome == "error":
+            self._log(event, 500, "Internal server error", notes)
             await self._reply_error(live, "Internal server error", request_id)
-        elif route_key in self.spec.two_way and payload is not None:
+        else:
+            self._log(event, 200, None, notes)
+        if outcome == "ok" and route_key in self.spec.two_way and payload is not None:
             body = payload.get("body") if isinstance(payload, dict) and "statusCode" in payload else payload
             if body is not None:
                 live.outbox.put_nowait(body.encode() if isinstance(body, str) else json.dumps(body).encode())
@@ -573,10 +683,12 @@ class WebSocketGateway:
             ),
             "isBase64Encoded": False,
         }
-        task = asyncio.ensure_future(self._integrate("$disconnect", event))
+        notes: dict[str, Any] = {}
+        task = asyncio.ensure_future(self._integrate("$disconnect", event, notes))
         self._disconnects.add(task)
         try:
-            await task
+            outcome, _ = await task
+            self._log(event, 200 if outcome == "ok" else 500 if outcome == "error" else 504, None, notes)
         finally:
             self._disconnects.discard(task)
             self.on_disconnected(live.connection_id)
@@ -626,6 +738,14 @@ def _subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -
     """The subprotocol $connect answered with, if the client offered it; else none."""
     answered = getattr(connection, "subprotocol_answered", None)
     return Subprotocol(answered) if answered is not None and answered in offered else None
+
+
+def _error_message(body: str) -> str | None:
+    try:
+        message = json.loads(body).get("message") if body else None
+    except (ValueError, AttributeError):
+        return None
+    return str(message) if message is not None else None
 
 
 def _connect_refusal(outcome: str, payload: Any) -> tuple[int, str] | None:

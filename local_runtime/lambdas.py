@@ -29,7 +29,7 @@ from typing import Any
 from local_runtime import iam
 from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
 from local_runtime.environ import ThreadEnviron
-from local_runtime.models import FunctionSpec, Invocation
+from local_runtime.models import THROTTLED, FunctionSpec, Invocation
 from local_runtime.packaging import PackageView, current_view, importing_as, is_under
 
 __all__ = ["FunctionSpec", "Invocation", "LambdaContext", "LocalFunction"]  # data types live in models
@@ -73,7 +73,11 @@ class LocalFunction:
     _handler: Callable[[Any, Any], Any] | None = None
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
+    #: Invocations refused past the reserved concurrency (CloudWatch's ``Throttles``).
+    throttles: int = 0
     _init_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _in_flight: int = 0
+    _flight_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def roots(self) -> list[Path]:
@@ -137,6 +141,29 @@ class LocalFunction:
         return ThreadEnviron.overlay(variables)
 
     def invoke(self, event: Any) -> Invocation:
+        """Run the handler, or refuse as Lambda does when the function's reserved concurrency
+        is all in use: 429 ``TooManyRequestsException`` (Reason
+        ``ReservedFunctionConcurrentInvocationLimitExceeded``), the handler never started."""
+        limit = self.spec.reserved_concurrency
+        with self._flight_lock:
+            if limit is not None and self._in_flight >= limit:
+                self.throttles += 1
+                message = "Rate Exceeded."
+                payload = {
+                    "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+                    "Type": "User",
+                    "message": message,
+                }
+                now = self.clock.now()
+                return Invocation(self.spec.logical_id, str(uuid.uuid4()), payload, THROTTLED, message, now)
+            self._in_flight += 1
+        try:
+            return self._invoke(event)
+        finally:
+            with self._flight_lock:
+                self._in_flight -= 1
+
+    def _invoke(self, event: Any) -> Invocation:
         cold = self._handler is None
         # Concurrent first requests (`bw up`) wait for one init instead of each importing the code.
         if self._handler is None:

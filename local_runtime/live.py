@@ -234,6 +234,11 @@ class LiveStack:
         """Back to a fresh stack between tests: no connection, no fault, speed 1, tables as loaded."""
         self.close_all()
         self.runtime.faults.clear()
+        # Stage throttling starts with full buckets, as a freshly deployed stage does.
+        if self.gateway is not None:
+            self.gateway.throttle.reset()
+        if self.http is not None:
+            self.http.reset()
         with self._clock_lock, self.runtime.clock.main_timeline():
             self.runtime.connections.clear()
             self.runtime.reload_data()

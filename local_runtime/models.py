@@ -16,7 +16,14 @@ from typing import Any
 
 from local_runtime.trace import Trace
 
-__all__ = ["ExecutionResult", "FunctionSpec", "Invocation"]
+__all__ = ["THROTTLED", "ExecutionResult", "FunctionSpec", "Invocation", "LambdaThrottledError"]
+
+#: Lambda's error for an invocation past the function's reserved concurrency (HTTP 429).
+THROTTLED = "TooManyRequestsException"
+
+
+class LambdaThrottledError(Exception):
+    """An Invoke Lambda refused (429): the API answers it, the function never ran."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class FunctionSpec:
     memory: int
     environment: Mapping[str, str]
     arn: str
+    #: ReservedConcurrentExecutions: invocations past it are throttled (None: the account's pool).
+    reserved_concurrency: int | None = None
 
 
 @dataclass
@@ -50,6 +59,11 @@ class Invocation:
     @property
     def errored(self) -> bool:
         return self.error_type is not None
+
+    @property
+    def throttled(self) -> bool:
+        """Lambda refused to run it (429 TooManyRequestsException): the handler never started."""
+        return self.error_type == THROTTLED
 
     def response_payload(self) -> str:
         return json.dumps(self.payload, default=str)

@@ -29,8 +29,9 @@ from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rul
 from local_runtime.iam import AccessRequest, IamModel
 from local_runtime.identity import IdentityProvider
 from local_runtime.lambdas import Invocation, LocalFunction, install_sandbox_loggers
-from local_runtime.models import ExecutionResult
+from local_runtime.models import ExecutionResult, LambdaThrottledError
 from local_runtime.provisioning import WARM, Provisioner
+from local_runtime.sigv4 import Key
 from local_runtime.template import ACCOUNT_ID, LocalTemplate, ScheduleSpec
 from local_runtime.websockets import ConnectionRegistry
 from resilience.signing_keys import parse_signing_key
@@ -317,6 +318,14 @@ class LocalRuntime:
             )
         return self.wait(str(started["executionArn"]))
 
+    def signing_keys(self) -> dict[str, Key]:
+        """The access keys a SigV4-signed request to the stack's APIs may use: the runtime's own
+        fake credentials, the administrator's (every action allowed, execute-api:Invoke too)."""
+        admin = Key(
+            FAKE_AWS_ENV["AWS_SECRET_ACCESS_KEY"], FAKE_AWS_ENV["AWS_SESSION_TOKEN"], f"arn:aws:iam::{ACCOUNT_ID}:root"
+        )
+        return {FAKE_AWS_ENV["AWS_ACCESS_KEY_ID"]: admin}
+
     # -- Lambda ------------------------------------------------------------------------
     def function(self, name: str) -> LocalFunction:
         spec = self.template.function(name)
@@ -330,6 +339,10 @@ class LocalRuntime:
         """moto's Lambda invoke, answered by the handler itself (seam)."""
         payload = json.loads(event) if isinstance(event, str) else event
         invocation = self.function(function_name).invoke({} if payload is None else payload)
+        if invocation.throttled:
+            # Not a function error: Lambda refuses the call itself (429), and callers see
+            # TooManyRequestsException (Step Functions: Lambda.TooManyRequestsException).
+            raise LambdaThrottledError(invocation.error_message or "Rate Exceeded.")
         # A synchronous caller gets Lambda's error instead of a response over the quota.
         too_large = limits.check_invoke_response(len(invocation.response_payload().encode("utf-8")))
         if too_large is not None and not invocation.errored:

@@ -309,7 +309,26 @@ def _install_lambda() -> None:
         runtime = hooks.active()
         if runtime is None:
             return original(self, event)  # type: ignore[no-any-return]
-        answer: tuple[str, bool, str] = runtime.invoke_in_process(self.function_name, event)
+        from moto.core.exceptions import JsonRESTError
+
+        from local_runtime.models import THROTTLED, LambdaThrottledError
+
+        try:
+            answer: tuple[str, bool, str] = runtime.invoke_in_process(self.function_name, event)
+        except LambdaThrottledError as exc:
+            # Lambda's own refusal, as the Invoke API answers it (the SDK raises
+            # TooManyRequestsException; Step Functions names it Lambda.TooManyRequestsException).
+            error = JsonRESTError(THROTTLED, str(exc))
+            error.code = 429
+            error.description = json.dumps(
+                {
+                    "__type": THROTTLED,
+                    "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+                    "Type": "User",
+                    "message": str(exc),
+                }
+            )
+            raise error from exc
         return answer
 
     LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]

@@ -23,6 +23,7 @@ import os
 import pickle
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,7 @@ class LocalTemplate:
                     for k, v in resolver.intrinsic_property_resolver(variables, ignore_errors=True).items()
                 },
                 arn=f"arn:{PARTITION}:lambda:{region}:{ACCOUNT_ID}:function:{function.functionname}",
+                reserved_concurrency=_reserved_concurrency(resources.get(function.name, {}), resolver),
             )
 
         state_machines: dict[str, StateMachineSpec] = {}
@@ -455,3 +457,15 @@ def substitute(text: str, substitutions: dict[str, Any], *, where: str) -> str:
         return json.dumps(value if isinstance(value, str) else json.dumps(value))[1:-1]
 
     return _SUBSTITUTION.sub(replace, text)
+
+
+def _reserved_concurrency(resource: Mapping[str, Any], resolver: Any) -> int | None:
+    """A function's ReservedConcurrentExecutions (its ceiling on concurrent invocations), if set."""
+    raw = (resource.get("Properties") or {}).get("ReservedConcurrentExecutions")
+    if raw is None:
+        return None
+    value = resolver.intrinsic_property_resolver({"v": raw}, ignore_errors=True).get("v")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise TemplateError(f"ReservedConcurrentExecutions {raw!r} does not resolve to a number") from None

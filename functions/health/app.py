@@ -1,4 +1,6 @@
-"""HTTP API: ``GET /health`` and ``GET /timeout-status`` (seed 000's health check and timeout status).
+"""HTTP API: ``GET /health``, ``GET /health/details`` and ``GET /timeout-status`` (seed 000's health check
+and timeout status). ``/health`` is public and answers the status word only; the other two show
+breakers, counts and error codes, and the template puts them behind IAM (SigV4) authorization.
 
 Both routes answer from one *round* of checks, run at most once per
 ``BW_HEALTH_PROBE_SECONDS`` (10 s) per container: DescribeTable on the
@@ -10,7 +12,7 @@ everything is down (the function answers 503, it never times out itself), and a
 load balancer polling every second costs nine calls per round per container,
 not nine per request. ``probedAt`` says when the round ran.
 
-``/health`` answers 503 (``unhealthy``) when a dependency the degradation table
+``/health`` (and ``/health/details``) answer 503 (``unhealthy``) when a dependency the degradation table
 calls *critical* is down — DynamoDB (Connections/Messages), the token blacklist,
 the signing key — or its breaker is OPEN; 200 with ``degraded`` for the others
 (tenant config, Cognito, API Gateway, rate limits), a probing breaker or an
@@ -42,6 +44,7 @@ from resilience.errors import BreakerStoreError, BreakwaterError, ValidationErro
 from resilience.health import (
     UNKNOWN_STATE,
     AlertThresholds,
+    HealthSnapshot,
     HealthStatus,
     LatencyTracker,
     build_health_snapshot,
@@ -275,8 +278,8 @@ def _json(status: int, body: dict[str, Any]) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=_NO_STORE)
 
 
-@app.get("/health")
-def health() -> Response[Any]:
+def checked() -> tuple[Round, HealthSnapshot]:
+    """The latest round and what it says (logged once per change of status)."""
     global _last_status
     found = current_round()
     snapshot = build_health_snapshot(
@@ -288,6 +291,32 @@ def health() -> Response[Any]:
         latency=_latency,
         criticality=CRITICALITY,
     )
+    summary = {
+        "status": snapshot.status,
+        "httpStatus": snapshot.http_status,
+        "down": sorted(name for name, dep in dependencies(found).items() if dep["status"] != "up"),
+        "alerts": sorted({alert.name for alert in snapshot.alerts}),
+    }
+    if snapshot.status != _last_status:
+        # Once per change, not once per poll: a load balancer polls all day.
+        (_logger.info if snapshot.status == "healthy" else _logger.warning)("health status changed", extra=summary)
+        _last_status = snapshot.status
+    else:
+        _logger.debug("health checked", extra=summary)
+    return found, snapshot
+
+
+@app.get("/health")
+def health() -> Response[Any]:
+    """Liveness for anyone (load balancers, uptime checks): the status word and nothing about
+    why; the details are behind IAM (GET /health/details)."""
+    _, snapshot = checked()
+    return _json(snapshot.http_status, {"status": snapshot.status, "correlationId": current_correlation_id()})
+
+
+@app.get("/health/details")
+def health_details() -> Response[Any]:
+    found, snapshot = checked()
     full = snapshot.to_dict()
     body = {
         "status": snapshot.status,
@@ -303,18 +332,6 @@ def health() -> Response[Any]:
         "caches": cache_settings(),
         "correlationId": current_correlation_id(),
     }
-    summary = {
-        "status": snapshot.status,
-        "httpStatus": snapshot.http_status,
-        "down": sorted(name for name, dep in body["dependencies"].items() if dep["status"] != "up"),
-        "alerts": sorted({alert.name for alert in snapshot.alerts}),
-    }
-    if snapshot.status != _last_status:
-        # Once per change, not once per poll: a load balancer polls all day.
-        (_logger.info if snapshot.status == "healthy" else _logger.warning)("health status changed", extra=summary)
-        _last_status = snapshot.status
-    else:
-        _logger.debug("health checked", extra=summary)
     return _json(snapshot.http_status, body)
 
 
@@ -360,7 +377,7 @@ def not_found(_: Exception) -> Response[Any]:
     event = app.current_event
     # Method and path only (a caller's path may be anything: the JSON formatter escapes it).
     _logger.info("unknown route", extra={"method": event.http_method, "path": event.path[:200]})
-    error = {"code": "NOT_FOUND", "message": "Routes: GET /health, GET /timeout-status"}
+    error = {"code": "NOT_FOUND", "message": "Routes: GET /health, GET /health/details, GET /timeout-status"}
     return _json(404, {"error": {**error, "correlationId": current_correlation_id()}})
 
 

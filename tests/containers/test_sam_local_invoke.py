@@ -324,7 +324,7 @@ def _backfilled(answer: Answer, stack: Any) -> None:
 
 
 CASES: list[tuple[str, str, Check]] = [
-    ("HealthFunction", "health/health.json", _healthy),
+    ("HealthFunction", "health/health_details.json", _healthy),
     ("HealthFunction", "health/timeout_status.json", _timeouts),
     ("BlacklistCheckFunction", "blacklist_check/not_revoked.json", _returns({"revoked": False})),
     ("BlacklistCheckFunction", "blacklist_check/revoked.json", _raises("TokenRevokedError", "token revoked")),

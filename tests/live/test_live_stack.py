@@ -26,9 +26,15 @@ from local_runtime.gateway import RealTimeLoop
 from local_runtime.live import LiveStack, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Many clients share 127.0.0.1: the per-IP $connect limit and the per-sender message limit
-#: are raised so the tests measure the gateway, not the rate limiters (tested elsewhere).
-PARAMETERS = {"ConnectRateLimit": "100000", "RateLimitMessages": "100000"}
+#: Many clients share 127.0.0.1: the per-IP $connect limit, the per-sender message limit and
+#: the stage's throttling are raised so the tests measure the gateway, not the rate limiters
+#: (tested elsewhere: tests/live/test_edge_live.py for the stage).
+PARAMETERS = {
+    "ConnectRateLimit": "100000",
+    "RateLimitMessages": "100000",
+    "ConnectThrottlingBurstLimit": "100000",
+    "WebSocketThrottlingBurstLimit": "100000",
+}
 T = TypeVar("T")
 
 
@@ -364,10 +370,10 @@ def test_the_management_api_reaches_the_socket(stack: LiveStack) -> None:
 
 def test_the_http_api_serves_health(stack: LiveStack) -> None:
     assert stack.http is not None
-    for path in ("/health", "/prod/timeout-status"):
+    for path in ("/health", "/prod/health"):
         with urllib.request.urlopen(stack.http.url + path, timeout=30) as response:
             assert response.status == 200
-            assert isinstance(json.loads(response.read()), dict)
+            assert json.loads(response.read())["status"] == "healthy"
 
 
 def test_up_json_names_every_endpoint(stack: LiveStack) -> None:

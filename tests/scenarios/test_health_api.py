@@ -1,4 +1,5 @@
-"""GET /health and GET /timeout-status, as a load balancer and an on-call engineer see them.
+"""GET /health, GET /health/details and GET /timeout-status, as a load balancer and an on-call engineer
+see them (the template puts the last two behind IAM; tests/live checks the signature part).
 
 Every scenario runs the real template on the offline runtime: faults are injected
 at botocore (the probes' DescribeTable / DescribeSecret / HeadBucket and the
@@ -72,10 +73,31 @@ def force_open(runtime: LocalRuntime, name: str) -> None:
 
 
 # -- /health ---------------------------------------------------------------------------------------
+def test_PublicHealthSaysOnlyTheStatus(stack):
+    runtime = stack(
+        [
+            {
+                "service": "dynamodb",
+                "operation": "DescribeTable",
+                "resource": "ConnectionsTable",
+                "error": "InternalServerError",
+            }
+        ]
+    )
+
+    status, body, headers = call(runtime, event("health.json"))
+
+    # A load balancer gets its 503; nobody unauthenticated learns which dependency, breaker or error.
+    assert (status, body) == (503, {"status": "unhealthy", "correlationId": "corr-health-1"})
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_PublicHealthOfAHealthyStack(stack):
+    assert get(stack(), "health.json") == (200, {"status": "healthy", "correlationId": "corr-health-1"})
 
 
 def test_HealthyStackReports200(stack):
-    status, body, headers = call(stack(), event("health.json"))
+    status, body, headers = call(stack(), event("health_details.json"))
 
     assert (status, body["status"]) == (200, "healthy")
     assert {name: dep["status"] for name, dep in body["dependencies"].items()} == {
@@ -113,7 +135,7 @@ def test_ConnectionsTableDownIs503(stack):
         ]
     )
 
-    status, body = get(runtime, "health.json")
+    status, body = get(runtime, "health_details.json")
 
     assert (status, body["status"]) == (503, "unhealthy")
     assert body["dependencies"]["dynamodb"] == {"status": "down", "criticality": "critical", "reason": "RetryableError"}
@@ -142,7 +164,7 @@ def test_EachDependencyDownAnswersPerTheDegradationTable(stack, dependency, faul
     service, operation, resource, error = fault
     runtime = stack([{"service": service, "operation": operation, "resource": resource, "error": error}])
 
-    status, body = get(runtime, "health.json")
+    status, body = get(runtime, "health_details.json")
 
     assert (status, body["status"]) == (http, overall)
     assert {name for name, dep in body["dependencies"].items() if dep["status"] != "up"} == {dependency}
@@ -151,7 +173,7 @@ def test_EachDependencyDownAnswersPerTheDegradationTable(stack, dependency, faul
 def test_DynamoDbTimingOutAnswers503WithinOneClientTimeout(stack):
     runtime = stack([{"service": "dynamodb", "timeout": True}])
 
-    invocation = runtime.invoke("HealthFunction", event("health.json"))
+    invocation = runtime.invoke("HealthFunction", event("health_details.json"))
     body = json.loads(invocation.payload["body"])
 
     # Every probe and breaker read runs at once with one attempt: one 5 s read timeout, not
@@ -168,7 +190,7 @@ def test_OpenBreakerShowsDegraded(stack):
     runtime = stack()
     force_open(runtime, "cognito.verifyJwt")
 
-    status, body = get(runtime, "health.json")
+    status, body = get(runtime, "health_details.json")
 
     assert (status, body["status"]) == (200, "degraded")
     assert {b["name"]: b["state"] for b in body["breakers"]}["cognito.verifyJwt"] == "OPEN"
@@ -179,7 +201,7 @@ def test_OpenTokenBlacklistBreakerIs503(stack):
     runtime = stack()
     force_open(runtime, "dynamodb.tokenBlacklist")
 
-    status, body = get(runtime, "health.json")
+    status, body = get(runtime, "health_details.json")
 
     # Fail closed: with its breaker open every token counts as revoked, so no speaker gets in.
     assert (status, body["status"]) == (503, "unhealthy")
@@ -198,27 +220,27 @@ def test_RecoveryIsSeenAfterTheProbeInterval(stack):
             }
         ]
     )
-    assert get(runtime, "health.json")[0] == 503
+    assert get(runtime, "health_details.json")[0] == 503
 
     runtime.faults.clear()
-    assert get(runtime, "health.json")[0] == 503  # the same round, 10 s of cache
+    assert get(runtime, "health_details.json")[0] == 503  # the same round, 10 s of cache
     runtime.clock.advance(11)
-    status, body = get(runtime, "health.json")
+    status, body = get(runtime, "health_details.json")
 
     assert (status, body["status"], body["dependencies"]["dynamodb"]["status"]) == (200, "healthy", "up")
 
 
 def test_ProbesAreCachedBetweenPolls(stack):
     runtime = stack()
-    get(runtime, "health.json")
+    get(runtime, "health_details.json")
     per_round = {op: runtime.requests[("dynamodb", op)] for op in ("DescribeTable", "GetItem")}
     assert per_round == {"DescribeTable": 4, "GetItem": len(BREAKERS)}
 
     for _ in range(5):
-        get(runtime, "health.json")
+        get(runtime, "health_details.json")
         get(runtime, "timeout_status.json")
     runtime.clock.advance(11)
-    get(runtime, "health.json")
+    get(runtime, "health_details.json")
 
     assert {op: runtime.requests[("dynamodb", op)] for op in per_round} == {op: 2 * n for op, n in per_round.items()}
 
@@ -278,13 +300,13 @@ def test_TimeoutStatusAnswersWhenTheBreakersTableIsDown(stack):
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/prod/secrets"), ("GET", "/prod/"), ("POST", "/prod/health")])
 def test_UnknownPathIs404(stack, method, path):
-    status, body = get(stack(), "health.json", path=path, method=method)
+    status, body = get(stack(), "health_details.json", path=path, method=method)
 
     assert status == 404
     assert body == {
         "error": {
             "code": "NOT_FOUND",
-            "message": "Routes: GET /health, GET /timeout-status",
+            "message": "Routes: GET /health, GET /health/details, GET /timeout-status",
             "correlationId": "corr-health-1",
         }
     }
@@ -293,7 +315,7 @@ def test_UnknownPathIs404(stack, method, path):
 def test_AMisconfiguredProbeIntervalIsA500InTheHouseShape(stack):
     runtime = stack(parameters={"HealthProbeSeconds": "-1"})  # past the template's MinValue, as a hand edit would be
 
-    status, body = get(runtime, "health.json")
+    status, body = get(runtime, "health_details.json")
 
     assert status == 500
     assert body == {
@@ -312,11 +334,11 @@ def test_LogLinesCarryTheCorrelationId(stack, capsys):
             }
         ]
     )
-    get(runtime, "health.json", path="/prod/warm-up")  # the function's logger exists once it is loaded
+    get(runtime, "health_details.json", path="/prod/warm-up")  # the function's logger exists once it is loaded
     capsys.readouterr()
 
-    get(runtime, "health.json", correlation_id="corr-from-the-caller")
-    get(runtime, "health.json", path="/prod/nope", correlation_id="corr-from-the-caller")
+    get(runtime, "health_details.json", correlation_id="corr-from-the-caller")
+    get(runtime, "health_details.json", path="/prod/nope", correlation_id="corr-from-the-caller")
 
     # The function's Powertools logger writes JSON lines to stdout, as on Lambda.
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"level"')]
@@ -329,7 +351,9 @@ def test_HealthNeverShowsASecretOrTheEnvironment(stack):
     runtime = stack()
     secret = runtime.client("secretsmanager").get_secret_value(SecretId="SigningKeySecret")["SecretString"]
 
-    answers = [json.dumps(get(runtime, name)[1]) for name in ("health.json", "timeout_status.json")]
+    answers = [
+        json.dumps(get(runtime, name)[1]) for name in ("health.json", "health_details.json", "timeout_status.json")
+    ]
 
     for text in answers:
         assert json.loads(secret)["key"] not in text

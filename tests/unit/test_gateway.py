@@ -109,9 +109,10 @@ def test_frames_and_messages_are_limited_separately() -> None:
 
 def test_http_api_routes_come_from_httpapi_events(template: LocalTemplate) -> None:
     routes, stages = http_routes(template)
-    assert {(r.method, r.path, r.function) for r in routes} == {
-        ("GET", "/health", "HealthFunction"),
-        ("GET", "/timeout-status", "HealthFunction"),
+    assert {(r.method, r.path, r.function, r.iam) for r in routes} == {
+        ("GET", "/health", "HealthFunction", False),
+        ("GET", "/health/details", "HealthFunction", True),
+        ("GET", "/timeout-status", "HealthFunction", True),
     }
     assert stages == {"HealthApi": "prod"}
 
