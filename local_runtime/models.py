@@ -16,7 +16,7 @@ from typing import Any
 
 from local_runtime.trace import Trace
 
-__all__ = ["ExecutionResult", "FunctionSpec", "Invocation"]
+__all__ = ["Datapoint", "ExecutionResult", "FunctionSpec", "Invocation"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class Invocation:
     started_at: float = 0.0
     duration: float = 0.0
     cold_start: bool = False
+    #: The embedded-metric-format documents the handler printed, as CloudWatch Logs received them.
+    emf: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def errored(self) -> bool:
@@ -53,6 +55,18 @@ class Invocation:
 
     def response_payload(self) -> str:
         return json.dumps(self.payload, default=str)
+
+
+@dataclass(frozen=True)
+class Datapoint:
+    """One value of one metric (namespace, name and exact dimension set) at one time (epoch seconds)."""
+
+    namespace: str
+    name: str
+    dimensions: frozenset[tuple[str, str]]
+    timestamp: float
+    value: float
+    unit: str | None = None
 
 
 @dataclass
