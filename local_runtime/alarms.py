@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from local_runtime.models import Datapoint
+from local_runtime.template import LocalTemplate
 
 __all__ = [
     "Alarm",
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate",
     "evaluate_all",
     "parse_alarm",
+    "template_alarms",
 ]
 
 AlarmState = Literal["OK", "ALARM"]
@@ -216,6 +218,38 @@ def parse_alarm(logical_id: str, properties: Mapping[str, Any]) -> Alarm:
         period=period,
         queries=tuple(queries),
     )
+
+
+#: What decides an alarm's state; its actions (``AlarmActions``, ``OKActions``) do not, and are
+#: left unresolved.
+_EVALUATED: Final = (
+    "AlarmName",
+    "ComparisonOperator",
+    "DatapointsToAlarm",
+    "Dimensions",
+    "EvaluateLowSampleCountPercentile",
+    "EvaluationPeriods",
+    "ExtendedStatistic",
+    "MetricName",
+    "Metrics",
+    "Namespace",
+    "Period",
+    "Statistic",
+    "Threshold",
+    "ThresholdMetricId",
+    "TreatMissingData",
+)
+
+
+def template_alarms(template: LocalTemplate) -> list[Alarm]:
+    """Every ``AWS::CloudWatch::Alarm`` of ``template``, its intrinsics resolved by the runtime's resolver."""
+    resolver = template.resolver()
+    found = []
+    for logical_id, resource in sorted(template.of_type("AWS::CloudWatch::Alarm").items()):
+        properties = {key: value for key, value in (resource.get("Properties") or {}).items() if key in _EVALUATED}
+        resolved = resolver.intrinsic_property_resolver({"Properties": properties}, ignore_errors=False)
+        found.append(parse_alarm(logical_id, resolved["Properties"]))
+    return found
 
 
 # --------------------------------------------------------------------------- metric math

@@ -23,10 +23,29 @@ from typing import Any, Final
 
 from local_runtime.models import Datapoint, Invocation
 
-__all__ = ["LAMBDA_NAMESPACE", "STATES_NAMESPACE", "lambda_datapoints", "states_datapoints"]
+__all__ = ["LAMBDA_NAMESPACE", "PUBLISHED", "STATES_NAMESPACE", "lambda_datapoints", "states_datapoints"]
 
 LAMBDA_NAMESPACE: Final = "AWS/Lambda"
 STATES_NAMESPACE: Final = "AWS/States"
+
+#: Every metric above, with the dimension set an alarm must name: (namespace, name) -> dimensions.
+PUBLISHED: Final[Mapping[tuple[str, str], frozenset[str]]] = {
+    **{
+        (LAMBDA_NAMESPACE, name): frozenset({"FunctionName"})
+        for name in ("Invocations", "Errors", "Duration", "Throttles")
+    },
+    **{
+        (STATES_NAMESPACE, name): frozenset({"StateMachineArn"})
+        for name in (
+            "ExecutionsStarted",
+            "ExecutionsSucceeded",
+            "ExecutionsFailed",
+            "ExecutionsTimedOut",
+            "ExecutionsAborted",
+            "ExecutionTime",
+        )
+    },
+}
 
 #: The metric AWS/States publishes when an execution stops with each status.
 _STOPPED: Final[Mapping[str, str]] = {

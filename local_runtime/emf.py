@@ -15,7 +15,6 @@ CloudWatch fails a test instead.
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import threading
@@ -35,8 +34,11 @@ class EmfError(ValueError):
     """An EMF document CloudWatch would not extract metrics from."""
 
 
-class _ThreadTee(io.TextIOBase):
-    """sys.stdout that also hands each thread's writes to the sink that thread registered."""
+class _ThreadTee:
+    """sys.stdout that also hands each thread's writes to the sink that thread registered.
+
+    Not an ``io`` subclass: everything but ``write`` (encoding, isatty, fileno...) is the
+    wrapped stream's own, so a console library sees the terminal it saw before."""
 
     def __init__(self, target: Any) -> None:
         self.target = target

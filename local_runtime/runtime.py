@@ -332,14 +332,7 @@ class LocalRuntime:
 
     def alarms(self) -> list[cloudwatch_alarms.Alarm]:
         """The template's ``AWS::CloudWatch::Alarm`` resources, intrinsics resolved as on this stack."""
-        resolver = self.template.resolver()
-        found = []
-        for logical_id, resource in sorted(self.template.of_type("AWS::CloudWatch::Alarm").items()):
-            resolved = resolver.intrinsic_property_resolver(
-                {"Properties": resource.get("Properties") or {}}, ignore_errors=False
-            )
-            found.append(cloudwatch_alarms.parse_alarm(logical_id, resolved["Properties"]))
-        return found
+        return cloudwatch_alarms.template_alarms(self.template)
 
     def alarm_states(self, at: float | None = None) -> list[cloudwatch_alarms.AlarmEvaluation]:
         """Every alarm's state at ``at`` (default: now on the virtual clock)."""
