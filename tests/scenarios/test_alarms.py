@@ -248,3 +248,30 @@ def test_HealthyStackLeavesEveryAlarmOkAndEmitsEveryMetricTheAlarmsRead(stack):
     }
     assert read
     assert read - emitted == set()
+
+
+# -- `bw run --alarms` ------------------------------------------------------------------------------------
+
+
+def test_BwRunWithAlarmsPrintsEveryAlarmsStateAlarmFirst(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from local_runtime.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("- {service: dynamodb, operation: DeleteItem, error: InternalServerError}\n", encoding="utf-8")
+    event = EVENTS / "disconnect_cleanup" / "client_disconnected.json"
+    template = ROOT / "template.yaml"
+
+    result = CliRunner().invoke(
+        app,
+        ["run", "DisconnectCleanup", "-e", str(event), "-t", str(template), "--faults", str(faults), "--alarms"],
+        catch_exceptions=False,
+    )
+
+    assert result.exit_code == 1  # the execution failed
+    states = [line.split()[:2] for line in result.output.splitlines() if line.startswith(("ALARM ", "OK "))]
+    assert states[0] == ["ALARM", "ExecutionsFailedAlarmDisconnectCleanup:"]
+    assert len(states) == 43
+    assert [state for state, _ in states[1:]] == ["OK"] * 42
