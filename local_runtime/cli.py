@@ -45,6 +45,9 @@ EventOption = Annotated[str | None, typer.Option("--event", "-e", help="Event JS
 DataOption = Annotated[
     list[Path] | None, typer.Option("--data", help="More stack data to load (YAML, like events/local_data.yaml).")
 ]
+AlarmsOption = Annotated[
+    bool, typer.Option("--alarms", help="Then print every alarm's state on the metrics the run emitted (stderr).")
+]
 
 
 def _parameters(values: list[str] | None) -> dict[str, str]:
@@ -131,6 +134,7 @@ def invoke(
     template: TemplateOption = Path("template.yaml"),
     param: ParamOption = None,
     data: DataOption = None,
+    alarms: AlarmsOption = False,
 ) -> None:
     """Run one handler in-process (the offline ``sam local invoke``); prints its return value."""
     payload = _event(event)
@@ -138,6 +142,8 @@ def invoke(
         with LocalRuntime(template, parameters=_parameters(param), **_persistence(template, data)) as runtime:
             invocation = runtime.invoke(function, payload)
             _report_refusals(runtime)
+            if alarms:
+                _print_alarms(runtime)
     except TemplateError as exc:
         _fail(str(exc))
         return
@@ -145,6 +151,14 @@ def invoke(
         err.print_json(json.dumps({"errorType": invocation.error_type, "errorMessage": invocation.error_message}))
         raise typer.Exit(1)
     print(json.dumps(invocation.payload, default=str, indent=2))
+
+
+def _print_alarms(runtime: LocalRuntime) -> None:
+    """Every alarm of the template on what this run emitted (ALARM first), on stderr."""
+    states = sorted(runtime.alarm_states(), key=lambda e: (e.state != "ALARM", e.alarm.logical_id))
+    for evaluation in states:
+        colour = "red" if evaluation.state == "ALARM" else "green"
+        err.print(f"[{colour}]{evaluation.state:5}[/] {evaluation.alarm.logical_id}: {evaluation.reason}")
 
 
 def _report_refusals(runtime: LocalRuntime) -> None:
@@ -168,6 +182,7 @@ def run(
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML trace here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for jitter and fault probabilities.")] = 0,
     data: DataOption = None,
+    alarms: AlarmsOption = False,
 ) -> None:
     """Start an execution, wait for it, print its timeline. Exits 1 unless it SUCCEEDED."""
     payload = _event(event)
@@ -176,6 +191,8 @@ def run(
             template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
         ) as runtime:
             result = runtime.run(state_machine, payload)
+            if alarms:
+                _print_alarms(runtime)
     except (TemplateError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
         return

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from local_runtime import iam
+from local_runtime import emf, iam
 from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.models import THROTTLED, FunctionSpec, Invocation
@@ -192,12 +192,14 @@ class LocalFunction:
         deadline = start + self.spec.timeout
         context = LambdaContext(self.spec, self.clock, deadline)
         invocation = Invocation(self.spec.logical_id, context.aws_request_id, None, started_at=start, cold_start=cold)
+        output: list[str] = []
         try:
             with (
                 self._environment(),
                 self.clock.deadline(self.spec.timeout),
                 iam.acting_as(self.role, self.spec.function_name),
                 importing_as(self.view),
+                emf.capture_stdout() as output,
             ):
                 invocation.payload = self._handler(event, context)
             json.dumps(invocation.payload, default=str)
@@ -217,6 +219,8 @@ class LocalFunction:
                 "stackTrace": traceback.format_tb(exc.__traceback__),
             }
         invocation.duration = self.clock.now() - start
+        # What CloudWatch Logs would extract metrics from (lines printed before a timeout included).
+        invocation.emf = emf.documents("".join(output))
         self.invocations.append(invocation)
         return invocation
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from local_runtime.trace import Trace
 
-__all__ = ["THROTTLED", "ExecutionResult", "FunctionSpec", "Invocation", "LambdaThrottledError"]
+__all__ = ["THROTTLED", "Datapoint", "ExecutionResult", "FunctionSpec", "Invocation", "LambdaThrottledError"]
 
 #: Lambda's error for an invocation past the function's reserved concurrency (HTTP 429).
 THROTTLED = "TooManyRequestsException"
@@ -55,6 +55,8 @@ class Invocation:
     started_at: float = 0.0
     duration: float = 0.0
     cold_start: bool = False
+    #: The embedded-metric-format documents the handler printed, as CloudWatch Logs received them.
+    emf: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def errored(self) -> bool:
@@ -67,6 +69,18 @@ class Invocation:
 
     def response_payload(self) -> str:
         return json.dumps(self.payload, default=str)
+
+
+@dataclass(frozen=True)
+class Datapoint:
+    """One value of one metric (namespace, name and exact dimension set) at one time (epoch seconds)."""
+
+    namespace: str
+    name: str
+    dimensions: frozenset[tuple[str, str]]
+    timestamp: float
+    value: float
+    unit: str | None = None
 
 
 @dataclass

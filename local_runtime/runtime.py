@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from local_runtime import alarms as cloudwatch_alarms
+from local_runtime import aws_metrics, emf, limits, packaging, seams
 from local_runtime import iam as iam_hooks
-from local_runtime import limits, packaging, seams
 from local_runtime.clock import VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.executions import Executions
@@ -29,7 +30,7 @@ from local_runtime.faults import Fault, FaultInjector, FaultRule, load_fault_rul
 from local_runtime.iam import AccessRequest, IamModel
 from local_runtime.identity import IdentityProvider
 from local_runtime.lambdas import Invocation, LocalFunction, install_sandbox_loggers
-from local_runtime.models import ExecutionResult, LambdaThrottledError
+from local_runtime.models import Datapoint, ExecutionResult, LambdaThrottledError
 from local_runtime.provisioning import WARM, Provisioner
 from local_runtime.sigv4 import Key
 from local_runtime.template import ACCOUNT_ID, LocalTemplate, ScheduleSpec
@@ -325,6 +326,28 @@ class LocalRuntime:
             FAKE_AWS_ENV["AWS_SECRET_ACCESS_KEY"], FAKE_AWS_ENV["AWS_SESSION_TOKEN"], f"arn:aws:iam::{ACCOUNT_ID}:root"
         )
         return {FAKE_AWS_ENV["AWS_ACCESS_KEY_ID"]: admin}
+
+    # -- metrics and alarms ----------------------------------------------------------------
+    def metric_datapoints(self) -> list[Datapoint]:
+        """What CloudWatch would hold after this run: every function's EMF, and what AWS publishes."""
+        points: list[Datapoint] = []
+        for function in self.functions.values():
+            invocations = list(function.invocations)
+            points += emf.all_datapoints(document for invocation in invocations for document in invocation.emf)
+            points += aws_metrics.lambda_datapoints(function.spec.function_name, invocations)
+        for machine in self._backend().state_machines:
+            points += aws_metrics.states_datapoints(machine.arn, list(machine.executions))
+        return points
+
+    def alarms(self) -> list[cloudwatch_alarms.Alarm]:
+        """The template's ``AWS::CloudWatch::Alarm`` resources, intrinsics resolved as on this stack."""
+        return cloudwatch_alarms.template_alarms(self.template)
+
+    def alarm_states(self, at: float | None = None) -> list[cloudwatch_alarms.AlarmEvaluation]:
+        """Every alarm's state at ``at`` (default: now on the virtual clock)."""
+        return cloudwatch_alarms.evaluate_all(
+            self.alarms(), self.metric_datapoints(), self.clock.now() if at is None else at
+        )
 
     # -- Lambda ------------------------------------------------------------------------
     def function(self, name: str) -> LocalFunction:

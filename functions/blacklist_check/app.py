@@ -13,10 +13,12 @@ import dataclasses
 import os
 from typing import Any
 
+from resilience.alarm_metrics import CacheMetrics
 from resilience.blacklist import TokenBlacklist
 from resilience.breaker import CircuitBreaker
 from resilience.clients import Clients, ClientSettings, default_clients
 from resilience.errors import TokenRevokedError
+from resilience.health import function_memory_bytes
 from resilience.inputs import require_object
 from resilience.observability import default_observability, with_observability
 
@@ -28,6 +30,7 @@ _clients = default_clients()
 _lookups = Clients(settings=dataclasses.replace(ClientSettings.from_env(), max_attempts=2))
 _breaker = CircuitBreaker.from_env("dynamodb.tokenBlacklist", _clients)
 _blacklist = TokenBlacklist(_lookups.dynamodb(), os.environ["BW_TOKEN_BLACKLIST_TABLE"], breaker=_breaker)
+_cache_metrics = CacheMetrics((_blacklist.cache,), function_memory_bytes(os.environ) or 0)
 
 
 @with_observability
@@ -50,4 +53,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise
     finally:
         _breaker.flush()
+        _cache_metrics.emit(_metrics)
     return {"revoked": False}

@@ -36,11 +36,12 @@ from typing import Any, Final
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from botocore.exceptions import BotoCoreError, ClientError
 
+from resilience.alarm_metrics import emit_breaker_open, emit_dependency_call
 from resilience.breaker import BreakerStats, CircuitBreaker
 from resilience.cache import cache_presets, positive_only
 from resilience.clients import Clients, ClientSettings, default_clients, error_code, translate_errors
 from resilience.degradation import DEGRADATIONS, DegradationTracker, Dependency
-from resilience.errors import BreakerStoreError, BreakwaterError, ValidationError
+from resilience.errors import BreakerStoreError, BreakwaterError, ServiceTimeoutError, ValidationError
 from resilience.health import (
     UNKNOWN_STATE,
     AlertThresholds,
@@ -72,7 +73,7 @@ _BY_BREAKER: Final[Mapping[str, str]] = {"CLOSED": "up", "HALF_OPEN": "recoverin
 _NO_STORE: Final = {"Cache-Control": "no-store"}
 
 _observability = default_observability()
-_logger = _observability.logger
+_logger, _metrics = _observability.logger, _observability.metrics
 _clients = default_clients()
 # One attempt: a health check reports what it sees now; retrying would hide a flapping
 # dependency and stretch a round past the function's timeout.
@@ -116,6 +117,16 @@ class Round:
     failures: Mapping[Dependency, str]  # dependency -> reason, for the probed ones that failed
     probed: frozenset[Dependency]
     breakers: tuple[BreakerReading, ...]
+    calls: tuple[ProbeCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbeCall:
+    """One probe's call, for the latency and timeout-rate metrics (per service, as the client timeouts)."""
+
+    service: str
+    seconds: float
+    timed_out: bool
 
 
 _round: Round | None = None
@@ -155,14 +166,18 @@ def _reason(exc: BaseException) -> str:
     return error_code(exc) or type(exc).__name__
 
 
-def _run(probe: Probe) -> str | None:
+def _run(probe: Probe) -> tuple[str | None, ProbeCall]:
     """Runs on a worker thread: no logging here (the correlation id is the invoking thread's)."""
+    reason: str | None = None
+    timed_out = False
+    started = time.monotonic()
     try:
         with _latency.measure(probe.dependency.value), translate_errors(probe.service, "HealthProbe"):
             probe.check()
     except (BreakwaterError, BotoCoreError, ClientError, TableNotUsableError) as exc:
-        return _reason(exc)
-    return None
+        timed_out = isinstance(exc, ServiceTimeoutError)
+        reason = _reason(exc)
+    return reason, ProbeCall(probe.service, time.monotonic() - started, timed_out)
 
 
 def _read(breaker: CircuitBreaker) -> BreakerReading:
@@ -203,13 +218,19 @@ def in_parallel[T](tasks: Sequence[Callable[[], T]]) -> list[T]:
 def run_round(env: Mapping[str, str]) -> Round:
     at, started = time.time(), time.monotonic()
     checks = probes(env)
-    tasks: list[Callable[[], str | BreakerReading | None]] = [functools.partial(_run, probe) for probe in checks]
+    tasks: list[Callable[[], tuple[str | None, ProbeCall] | BreakerReading]] = [
+        functools.partial(_run, probe) for probe in checks
+    ]
     tasks += [functools.partial(_read, breaker) for breaker in _breakers.values()]
     outcomes = in_parallel(tasks)
     failures: dict[Dependency, str] = {}
-    for probe, reason in zip(checks, outcomes[: len(checks)], strict=True):
-        if isinstance(reason, str):
-            failures.setdefault(probe.dependency, reason)
+    calls: list[ProbeCall] = []
+    for probe, outcome in zip(checks, outcomes[: len(checks)], strict=True):
+        if isinstance(outcome, tuple):
+            reason, call = outcome
+            calls.append(call)
+            if reason is not None:
+                failures.setdefault(probe.dependency, reason)
     breakers = tuple(reading for reading in outcomes[len(checks) :] if isinstance(reading, BreakerReading))
     probed = frozenset(probe.dependency for probe in checks)
     for dependency in sorted(probed):
@@ -223,7 +244,11 @@ def run_round(env: Mapping[str, str]) -> Round:
     for reading in breakers:
         if isinstance(reading.result, str):
             _logger.warning("breaker unreadable", extra={"breaker": reading.name, "reason": reading.result})
-    return Round(at=at, started=started, failures=failures, probed=probed, breakers=breakers)
+    # Emitted here, on the invoking thread, once per round: a load balancer polling /health
+    # every second must not multiply the datapoints of one probe.
+    for call in calls:
+        emit_dependency_call(_metrics, call.service, call.seconds, timed_out=call.timed_out)
+    return Round(at=at, started=started, failures=failures, probed=probed, breakers=breakers, calls=tuple(calls))
 
 
 def current_round() -> Round:
@@ -291,6 +316,10 @@ def checked() -> tuple[Round, HealthSnapshot]:
         latency=_latency,
         criticality=CRITICALITY,
     )
+    # Emitted on every check (a load balancer polls the public /health): the breaker-open alarms read it.
+    for breaker in snapshot.breakers:
+        if breaker.state != UNKNOWN_STATE:
+            emit_breaker_open(_metrics, breaker.name, breaker.open_seconds)
     summary = {
         "status": snapshot.status,
         "httpStatus": snapshot.http_status,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from resilience.alarm_metrics import CacheMetrics
 from resilience.clients import default_clients
 from resilience.errors import TenantRejectedError
+from resilience.health import function_memory_bytes
 from resilience.inputs import require_object
 from resilience.observability import default_observability, with_observability
 from resilience.tenants import TenantDirectory
@@ -21,6 +23,7 @@ from resilience.tenants import TenantDirectory
 _observability = default_observability()
 _logger, _metrics = _observability.logger, _observability.metrics
 _directory = TenantDirectory(default_clients().s3(), os.environ["BW_CONFIG_BUCKET"])
+_cache_metrics = CacheMetrics((_directory.objects, _directory.decisions), function_memory_bytes(os.environ) or 0)
 
 
 @with_observability
@@ -35,4 +38,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _metrics.add_metric(name="TenantRejected", unit="Count", value=1)
         _logger.info("tenant rejected", extra={"reason": str(error)})
         raise
+    finally:
+        _cache_metrics.emit(_metrics)
     return admission.to_json()

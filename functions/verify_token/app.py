@@ -15,9 +15,11 @@ import dataclasses
 import os
 from typing import Any
 
+from resilience.alarm_metrics import CacheMetrics
 from resilience.breaker import CircuitBreaker
 from resilience.clients import Clients, default_clients
 from resilience.errors import TokenInvalidError, ValidationError
+from resilience.health import function_memory_bytes
 from resilience.inputs import require_object
 from resilience.observability import default_observability, with_observability
 from resilience.signing_keys import SigningKeyProvider
@@ -29,16 +31,15 @@ _clients = default_clients()
 _policy = TokenPolicy.from_env()
 # One breaker for Cognito across the fleet (seed 003: cognito.verifyJwt).
 _breaker = CircuitBreaker.from_env("cognito.verifyJwt", _clients)
-_verifier = TokenVerifier(
-    _policy,
-    jwks=JwksCache(_policy, timeout=_clients.settings.timeouts_for("cognito-idp").read, breaker=_breaker),
-    # Two attempts: a third would push a Secrets Manager timeout past the step's 10 s budget,
-    # turning a precise JWT_KEY_ERROR into a timed-out step.
-    signing_keys=SigningKeyProvider(
-        Clients(settings=dataclasses.replace(_clients.settings, max_attempts=2)).secretsmanager(),
-        os.environ["BW_SIGNING_KEY_SECRET"],
-    ),
+_jwks = JwksCache(_policy, timeout=_clients.settings.timeouts_for("cognito-idp").read, breaker=_breaker)
+# Two attempts: a third would push a Secrets Manager timeout past the step's 10 s budget,
+# turning a precise JWT_KEY_ERROR into a timed-out step.
+_signing_keys = SigningKeyProvider(
+    Clients(settings=dataclasses.replace(_clients.settings, max_attempts=2)).secretsmanager(),
+    os.environ["BW_SIGNING_KEY_SECRET"],
 )
+_verifier = TokenVerifier(_policy, jwks=_jwks, signing_keys=_signing_keys)
+_cache_metrics = CacheMetrics((_jwks.cache, _signing_keys.cache), function_memory_bytes(os.environ) or 0)
 
 
 @with_observability
@@ -55,6 +56,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise
     finally:
         _breaker.flush()
+        _cache_metrics.emit(_metrics)
     _metrics.add_metric(name="TokenVerified", unit="Count", value=1)
     _logger.info("token verified", extra={"issuer": identity.issuer, "use": identity.token_use})
     return identity.to_json()

@@ -3,7 +3,7 @@
 Modules (imported on demand, so a function pays only for what it uses at cold start):
 ``errors`` (the taxonomy, re-exported here), ``clients``, ``retry``, ``cache``,
 ``breaker``, ``degradation``, ``health``, ``observability``, ``settings``,
-``timestamps``, ``activity``, and the admission path's:
+``timestamps``, ``activity``, ``alarm_metrics`` (what the alarms read), and the admission path's:
 
 * ``tokens``: ``token_shape``, ``TokenPolicy``, ``TokenVerifier``, ``JwksCache``,
   ``Identity``, ``SigningKey``, ``issue_token``, ``fetch_url``;
