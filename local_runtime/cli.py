@@ -306,10 +306,10 @@ def _breaker_store(template: Path) -> Iterator[Any]:
 
 
 def _breaker(name: str, store: Any) -> Any:
-    """A breaker with its own policy (window, thresholds), so stats read as it acts."""
-    from resilience.breaker import CircuitBreaker, policy_for
+    """A breaker with its own policy (window, thresholds), so stats read as it acts (as the console's)."""
+    from local_runtime.console import breaker
 
-    return CircuitBreaker(name, store, policy_for(name))
+    return breaker(name, store)
 
 
 @breakers_app.callback(invoke_without_command=True)
@@ -457,6 +457,7 @@ def up(
     port: Annotated[int, typer.Option(help="WebSocket API port (0: any free port).")] = 0,
     http_port: Annotated[int, typer.Option(help="HTTP API port (0: any free port).")] = 0,
     aws_port: Annotated[int, typer.Option(help="moto's AWS endpoint for outside tools (0: any free port).")] = 0,
+    console_port: Annotated[int, typer.Option(help="The console web page (0: any free port).")] = 0,
     no_aws: Annotated[bool, typer.Option("--no-aws", help="Do not serve the AWS endpoint.")] = False,
     idle_timeout: Annotated[float, typer.Option(help="WebSocket idle timeout, stack seconds.")] = 600.0,
     max_connection: Annotated[float, typer.Option(help="WebSocket maximum duration, stack seconds.")] = 7200.0,
@@ -486,6 +487,7 @@ def up(
             websocket_port=port,
             http_port=http_port,
             aws_port=None if no_aws else aws_port,
+            console_port=console_port,
             speed=speed,
             limits=limits,
             up_file=UP_FILE,

@@ -41,7 +41,7 @@ def test_bw_up_serves_until_ctrl_c_and_leaves_no_process_or_port(tmp_path: Path)
             assert time.monotonic() < deadline, "bw up did not start within 120 s"
             time.sleep(0.1)
         endpoints = json.loads(up_file.read_text(encoding="utf-8"))
-        assert set(endpoints) >= {"websocket", "http", "aws", "control"}
+        assert set(endpoints) >= {"websocket", "http", "aws", "control", "console"}
         second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert "already running" in second.stderr
