@@ -427,7 +427,8 @@ async function api(path, options) {
   if (!response.ok) throw new Error(body.message || response.status);
   return body;
 }
-let picked = null, pickedStatus = null, logFunction = null;
+// The newest execution is shown until one is clicked; the page then stays on that one.
+let picked = null, pickedStatus = null, following = true, logFunction = null;
 
 async function executions() {
   const {executions} = await api("/api/executions");
@@ -436,8 +437,9 @@ async function executions() {
   list.replaceChildren(table(["Name", "State machine", "Status", "Started", "Stopped", "Error"],
     executions.map((e) => [e.name, e.machine, status(e.status), e.start, e.stop || "", e.error || ""]),
     (i) => ({class: "pick" + (executions[i].name === picked ? " picked" : ""), "data-execution": executions[i].name,
-             "data-status": executions[i].status, onclick: () => pick(executions[i].name)})));
-  if (picked === null && executions.length) await pick(executions[0].name);
+             "data-status": executions[i].status,
+             onclick: () => { following = false; pick(executions[i].name); }})));
+  if (following && executions.length && executions[0].name !== picked) await pick(executions[0].name);
   else if (picked !== null) {
     const now = executions.find((e) => e.name === picked);
     if (now && (now.status === "RUNNING" || now.status !== pickedStatus)) await pick(picked);
@@ -514,6 +516,10 @@ async function logs() {
     if (logFunction) select.value = logFunction;
   }
   for (const option of select.options) option.textContent = option.value + " (" + functions[option.value] + ")";
+  if (!logFunction) {  // first the function that logged most
+    const busiest = names.reduce((a, b) => (functions[b] > functions[a] ? b : a), names[0]);
+    if (busiest) select.value = busiest;
+  }
   logFunction = select.value;
   if (!logFunction) return;
   const {lines} = await api("/api/logs/" + encodeURIComponent(logFunction));

@@ -291,5 +291,16 @@ def test_the_page_shows_a_live_execution_and_resets_a_breaker(stack: LiveStack, 
             await page.evaluate(f"document.querySelector('button.reset[data-breaker=\"{BREAKER}\"]').click()")
             assert await page.wait_for(f"document.querySelector('{selector}')?.dataset.state === 'CLOSED'")
 
+            # Recent metrics and logs per function.
+            await page.evaluate("document.querySelector('nav button[data-tab=metrics]').click()")
+            await page.wait_for("document.querySelector('#metrics-list').textContent.includes('MessagesAccepted')")
+            await page.evaluate("document.querySelector('nav button[data-tab=logs]').click()")
+            await page.wait_for("document.querySelector('#log-function').options.length > 0")
+            await page.evaluate(
+                "const s = document.querySelector('#log-function'); s.value = 'SendMessageFunction';"
+                "s.dispatchEvent(new Event('change'))"
+            )
+            await page.wait_for("document.querySelector('#log-lines').textContent.includes('MessagesAccepted')")
+
     run(scenario())
     assert breaker_state(stack, BREAKER) == ("CLOSED", False)
