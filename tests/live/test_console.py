@@ -11,6 +11,7 @@ browser``); without it the test fails rather than skips.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import shutil
@@ -24,8 +25,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from local_runtime import LocalRuntime
+from local_runtime import LocalRuntime, iam
 from local_runtime.clock import real_monotonic
+from local_runtime.console import FunctionOutput
 from local_runtime.live import LiveStack, wait_until
 from tests.live.test_live_stack import PARAMETERS, ROOT, Clients, frames, message, run
 
@@ -89,6 +91,45 @@ def breaker_state(stack: LiveStack, name: str) -> tuple[str, bool] | None:
         if item["name"] == name:
             return str(item["state"]), bool(item.get("forced", False))
     return None
+
+
+def test_function_output_keeps_a_function_s_lines_and_emf_and_passes_everything_on() -> None:
+    real = io.StringIO()
+    output = FunctionOutput(real, {"send-fn": "SendMessageFunction"}.get, lambda: 5.0)
+    emf = {
+        "_aws": {
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": "Breakwater",
+                    "Dimensions": [["service"]],
+                    "Metrics": [{"Name": "MessagesAccepted", "Unit": "Count"}],
+                }
+            ]
+        },
+        "service": "breakwater",
+        "MessagesAccepted": [1.0],
+    }
+    output.write("outside any function\n")
+    with iam.acting_as(None, "send-fn"):
+        output.write('{"level": "INFO", "mess')  # a line in two writes
+        output.write('age": "<b>hi</b>"}\n' + json.dumps(emf) + "\n\n")
+    with iam.acting_as(None, "unknown-session"):
+        output.write("not a function of the template\n")
+
+    assert real.getvalue().count("\n") == 5
+    assert [entry["line"] for entry in output.lines["SendMessageFunction"]] == [
+        '{"level": "INFO", "message": "<b>hi</b>"}',
+        json.dumps(emf),
+    ]
+    assert list(output.lines) == ["SendMessageFunction"]
+    (metric,) = output.metrics
+    assert metric == {
+        "function": "SendMessageFunction",
+        "at": 5.0,
+        "namespace": "Breakwater",
+        "dimensions": {"service": "breakwater"},
+        "metrics": {"MessagesAccepted": {"value": [1.0], "unit": "Count"}},
+    }
 
 
 def test_up_json_and_endpoints_name_the_console(stack: LiveStack) -> None:
