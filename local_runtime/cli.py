@@ -1,6 +1,7 @@
 """``bw``: the offline ``sam local invoke`` and Step Functions console.
 
 bw invoke FlakyFunction -e events/flaky/first.json
+bw logs FlakyFunction --follow   (its log records and EMF metrics, from .bw/logs/)
 bw run RetryFlow -e events/retry_flow/basic.json --faults faults/throttle.yaml --html trace.html
 bw trace last --html trace.html
 bw token --role speaker --tenant acme
