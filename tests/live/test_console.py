@@ -29,6 +29,7 @@ from local_runtime import LocalRuntime, iam
 from local_runtime.clock import real_monotonic
 from local_runtime.console import FunctionOutput
 from local_runtime.live import LiveStack, wait_until
+from tests.chromium import HEADLESS_FLAGS
 from tests.live.test_live_stack import PARAMETERS, ROOT, Clients, frames, message, run
 
 CHROMIUM = "/usr/bin/chromium"
@@ -255,15 +256,7 @@ def chromium(tmp_path: Path) -> Iterator[str]:
     process = subprocess.Popen(
         [
             found,
-            "--headless",
-            "--no-sandbox",  # CI containers run as root, where Chromium's sandbox cannot start
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
+            *HEADLESS_FLAGS,
             f"--user-data-dir={profile}",
             "--remote-debugging-address=127.0.0.1",
             "--remote-debugging-port=0",
