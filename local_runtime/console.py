@@ -55,6 +55,13 @@ def breaker(name: str, store: Any) -> Any:
     return CircuitBreaker(name, store, policy_for(name))
 
 
+def _real_stdout() -> TextIO:
+    """The process's own stdout (never None here: ``bw`` and pytest both run with one)."""
+    stream = sys.__stdout__
+    assert stream is not None
+    return stream
+
+
 class FunctionOutput:
     """``sys.stdout`` while the console runs: writes go through; a function's lines are kept too."""
 
@@ -68,7 +75,13 @@ class FunctionOutput:
         self.metrics: deque[dict[str, Any]] = deque(maxlen=METRICS_KEPT)
 
     def write(self, text: str) -> int:
-        written = self.stream.write(text)
+        try:
+            written = self.stream.write(text)
+        except ValueError:
+            # The stream it wrapped was closed under it (a CliRunner or capture that swapped
+            # stdout, then closed its own): a function's print must never fail for that.
+            self.stream = _real_stdout()
+            written = self.stream.write(text)
         session = iam._SESSION.get()
         function = self._names(session) if session else None
         if function is not None:
@@ -92,7 +105,11 @@ class FunctionOutput:
                     self.metrics.append({"function": function, "at": at, **metric})
 
     def flush(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except ValueError:
+            self.stream = _real_stdout()
+            self.stream.flush()
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ... of the real stream
         return getattr(self.stream, name)
