@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -102,4 +103,5 @@ def test_bw_up_serves_until_ctrl_c_and_leaves_no_process_or_port(tmp_path: Path)
     assert not any(_port_open(url) for url in endpoints.values())
     output = process.stdout.read().decode() if process.stdout else ""
     assert "websocket" in output
+    assert re.search(r"started in \d+\.\d\d s", output), output  # how long start-up took
     assert "stopping" in output
