@@ -24,11 +24,11 @@ export SAM_CLI_TELEMETRY := 0
 export SAM_CLI_DISABLE_VERSION_CHECK := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help demo test lint typecheck cfn-lint sam-validate asl scan build pytest containers lambda-image bench clean browser
+.PHONY: help demo test checks lint typecheck cfn-lint sam-validate asl scan build pytest containers lambda-image bench clean browser
 
 help:
 	@echo "make demo   run a workflow offline with an injected fault, print its timeline, write the HTML trace"
-	@echo "make test   lint, typecheck, cfn-lint, sam validate --lint, ASL validation, security scan, sam build, pytest, containers"
+	@echo "make test   lint, typecheck, cfn-lint, sam validate --lint, ASL validation, security scan, sam build (side by side), pytest, containers"
 	@echo "make containers  every function in a real Lambda container (sam local; builds the image once)"
 	@echo "make bench  run the benchmarks in bench/ (prints figures, asserts nothing)"
 
@@ -122,7 +122,16 @@ containers: $(STAMP)
 		if [[ $$had_docker == 0 ]]; then bw_docker_stop; fi; \
 		exit $$status
 
-test: lint typecheck cfn-lint sam-validate asl scan build pytest containers
+# The static checks are independent single-process tools: they run side by side, one per
+# core (each one's output printed whole when it ends), before pytest and the container tier.
+CHECKS := lint typecheck cfn-lint sam-validate asl scan build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+checks:
+	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target $(CHECKS)
+
+test: checks
+	@$(MAKE) --no-print-directory pytest
+	@$(MAKE) --no-print-directory containers
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,6 +1,7 @@
 """``bw``: the offline ``sam local invoke`` and Step Functions console.
 
 bw invoke FlakyFunction -e events/flaky/first.json
+bw logs FlakyFunction --follow   (its log records and EMF metrics, from .bw/logs/)
 bw run RetryFlow -e events/retry_flow/basic.json --faults faults/throttle.yaml --html trace.html
 bw trace last --html trace.html
 bw token --role speaker --tenant acme
@@ -47,6 +48,14 @@ DataOption = Annotated[
 ]
 AlarmsOption = Annotated[
     bool, typer.Option("--alarms", help="Then print every alarm's state on the metrics the run emitted (stderr).")
+]
+LogsOption = Annotated[
+    str,
+    typer.Option(
+        "--logs",
+        help="Where the functions' log records and EMF metrics go: files (.bw/logs/FUNCTION.log, "
+        "read with `bw logs FUNCTION`) or terminal (interleaved with this command's output).",
+    ),
 ]
 
 
@@ -120,6 +129,20 @@ def _persistence(template: Path, extra_data: list[Path] | None = None) -> dict[s
     return options
 
 
+@contextmanager
+def _function_logs(where: str) -> Iterator[None]:
+    """The functions' stdout to .bw/logs/ (``files``) or left on the terminal (``terminal``)."""
+    from local_runtime.logs import to_files
+
+    if where not in ("files", "terminal"):
+        raise typer.BadParameter("expected files or terminal", param_hint="--logs")
+    if where == "terminal":
+        yield
+        return
+    with to_files():
+        yield
+
+
 def _write_html(result: ExecutionResult, target: Path) -> None:
     from local_runtime.html import render_html
 
@@ -135,11 +158,15 @@ def invoke(
     param: ParamOption = None,
     data: DataOption = None,
     alarms: AlarmsOption = False,
+    logs: LogsOption = "files",
 ) -> None:
     """Run one handler in-process (the offline ``sam local invoke``); prints its return value."""
     payload = _event(event)
     try:
-        with LocalRuntime(template, parameters=_parameters(param), **_persistence(template, data)) as runtime:
+        with (
+            _function_logs(logs),
+            LocalRuntime(template, parameters=_parameters(param), **_persistence(template, data)) as runtime,
+        ):
             invocation = runtime.invoke(function, payload)
             _report_refusals(runtime)
             if alarms:
@@ -151,6 +178,17 @@ def invoke(
         err.print_json(json.dumps({"errorType": invocation.error_type, "errorMessage": invocation.error_message}))
         raise typer.Exit(1)
     print(json.dumps(invocation.payload, default=str, indent=2))
+    _report_deliveries(runtime)
+    if logs == "files":
+        err.print(f"logs: [bold]bw logs {function}[/]")
+
+
+def _report_deliveries(runtime: LocalRuntime) -> None:
+    """What the WebSocket clients of the stack received during the command (acks, messages, notices)."""
+    for connection in runtime.connections.all():
+        for message in connection.messages():
+            text = json.dumps(message, default=str) if not isinstance(message, str) else message
+            err.print(f"[cyan]→ {connection.connection_id}[/] {text}", markup=True, highlight=False)
 
 
 def _print_alarms(runtime: LocalRuntime) -> None:
@@ -183,13 +221,17 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for jitter and fault probabilities.")] = 0,
     data: DataOption = None,
     alarms: AlarmsOption = False,
+    logs: LogsOption = "files",
 ) -> None:
     """Start an execution, wait for it, print its timeline. Exits 1 unless it SUCCEEDED."""
     payload = _event(event)
     try:
-        with LocalRuntime(
-            template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
-        ) as runtime:
+        with (
+            _function_logs(logs),
+            LocalRuntime(
+                template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
+            ) as runtime,
+        ):
             result = runtime.run(state_machine, payload)
             if alarms:
                 _print_alarms(runtime)
@@ -229,8 +271,19 @@ def trace(
 @app.command()
 def demo(
     html: Annotated[Path, typer.Option("--html", help="Where to write the HTML trace.")] = Path("bw-demo-trace.html"),
+    logs: LogsOption = "files",
 ) -> None:
     """A dependency that throttles and a flaky one, recovered by ASL Retry with backoff, offline."""
+    with _function_logs(logs):
+        _demo(html)
+    console.print(
+        "\nEvery function's log records and metrics: [bold]bw logs FUNCTION[/] (e.g. [bold]bw logs "
+        "SendMessageFunction[/], files in .bw/logs/).\nNext, the whole stack live on real sockets: [bold]bw up[/] "
+        "(then connect a WebSocket client; `bw token` gives a speaker's token)."
+    )
+
+
+def _demo(html: Path) -> None:
     template = FIXTURE_APP / "template.yaml"
     faults = [
         {"name": "dynamodb-throttle", "service": "dynamodb", "operation": "PutItem", "throttle": True, "count": 1},
@@ -267,6 +320,69 @@ def demo(
     if not (result.succeeded and timed.succeeded and survived and degraded and swept):
         raise typer.Exit(1)
     console.print(f"\nReplay the timeline with [bold]bw trace {result.name}[/], open [bold]{html}[/] in a browser.")
+
+
+@app.command("logs")
+def logs_command(
+    function: Annotated[str, typer.Argument(help="Logical id of the function (its .bw/logs/FUNCTION.log).")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many of the last lines to show (0: all).")] = 50,
+    raw: Annotated[bool, typer.Option("--raw", help="Print the JSON lines as written.")] = False,
+) -> None:
+    """A function's log records and EMF metrics from `bw invoke`, `bw run` and `bw demo`: time, level, message,
+    correlation id."""
+    import time
+
+    from local_runtime.logs import LOG_DIR, log_file
+
+    path = log_file(function)
+    if not path.is_file() and not follow:
+        known = sorted(p.stem for p in LOG_DIR.glob("*.log")) if LOG_DIR.is_dir() else []
+        _fail(f"no logs for {function!r} in {LOG_DIR}; known: {', '.join(known) or 'none (run bw invoke/run/demo)'}")
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    last = text.splitlines()
+    for line in last[-lines:] if lines > 0 else last:
+        _print_log_line(line, raw)
+    if not follow:
+        return
+    offset = len(text.encode("utf-8"))
+    try:
+        while True:
+            time.sleep(0.5)
+            if not path.is_file():
+                continue
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            offset += len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                _print_log_line(line, raw)
+    except KeyboardInterrupt:
+        pass
+
+
+_LEVEL_STYLES = {"ERROR": "red", "CRITICAL": "bold red", "WARNING": "yellow", "METRIC": "magenta", "DEBUG": "dim"}
+
+
+def _print_log_line(line: str, raw: bool) -> None:
+    from rich.text import Text
+
+    from local_runtime.logs import describe
+
+    if not line.strip():
+        return
+    if raw:
+        print(line)
+        return
+    when, level, message, correlation = describe(line)
+    text = Text()
+    text.append(f"{when:<23} ", style="dim")
+    text.append(f"{level:<7} ", style=_LEVEL_STYLES.get(level, "cyan"))
+    text.append(message)
+    if correlation:
+        text.append(f"  [{correlation}]", style="dim")
+    console.print(text, soft_wrap=True)
 
 
 @app.command()
@@ -323,10 +439,10 @@ def _breaker_store(template: Path) -> Iterator[Any]:
 
 
 def _breaker(name: str, store: Any) -> Any:
-    """A breaker with its own policy (window, thresholds), so stats read as it acts."""
-    from resilience.breaker import CircuitBreaker, policy_for
+    """A breaker with its own policy (window, thresholds), so stats read as it acts (as the console's)."""
+    from local_runtime.console import breaker
 
-    return CircuitBreaker(name, store, policy_for(name))
+    return breaker(name, store)
 
 
 @breakers_app.callback(invoke_without_command=True)
@@ -474,6 +590,7 @@ def up(
     port: Annotated[int, typer.Option(help="WebSocket API port (0: any free port).")] = 0,
     http_port: Annotated[int, typer.Option(help="HTTP API port (0: any free port).")] = 0,
     aws_port: Annotated[int, typer.Option(help="moto's AWS endpoint for outside tools (0: any free port).")] = 0,
+    console_port: Annotated[int, typer.Option(help="The console web page (0: any free port).")] = 0,
     no_aws: Annotated[bool, typer.Option("--no-aws", help="Do not serve the AWS endpoint.")] = False,
     idle_timeout: Annotated[float, typer.Option(help="WebSocket idle timeout, stack seconds.")] = 600.0,
     max_connection: Annotated[float, typer.Option(help="WebSocket maximum duration, stack seconds.")] = 7200.0,
@@ -503,6 +620,7 @@ def up(
             websocket_port=port,
             http_port=http_port,
             aws_port=None if no_aws else aws_port,
+            console_port=console_port,
             speed=speed,
             limits=limits,
             up_file=UP_FILE,

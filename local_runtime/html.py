@@ -7,6 +7,14 @@ with a Gantt-like bar per state visit. The graph is laid out here in Python
 as inline SVG, so the page needs no library, no CDN and no network: it is
 meant to be attached to a CI run and opened years later.
 
+Why not a layout library (issue 14 asked, for the console): dagre (@dagrejs/dagre
+3.1, 49 KB minified) and elkjs (0.12, 1.6 MB bundled) lay out in JavaScript, so
+the graph would only exist once a script ran (today the SVG is in the file and
+``--dump-dom`` tests read it as sent); dagre's compound graphs (Map/Parallel as
+boxes with edges into them) are its weak part, elkjs would make a 90 KB page
+2 MB, and graphviz is a system binary for CI and every user. The layered
+layout below is ~250 lines with its tests; the console reuses this page as is.
+
 The trace itself is embedded as JSON and read by a little inline script that
 fills the details panel when a state is clicked. The script writes through
 ``textContent`` only, so nothing from the execution is ever parsed as markup.

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from local_runtime import emf, iam
+from local_runtime import emf, iam, logs
 from local_runtime.clock import LambdaTimeoutInterrupt, VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.models import THROTTLED, FunctionSpec, Invocation
@@ -170,7 +170,7 @@ class LocalFunction:
             with self._init_lock:
                 if self._handler is None:
                     try:
-                        with iam.acting_as(self.role, self.spec.function_name):
+                        with iam.acting_as(self.role, self.spec.function_name), logs.running(self.spec.logical_id):
                             self._handler = self._load()
                     except Exception as exc:  # noqa: BLE001 - an init failure is the invocation's answer, as on AWS
                         module_name = self.spec.handler.rpartition(".")[0]
@@ -200,6 +200,7 @@ class LocalFunction:
                 iam.acting_as(self.role, self.spec.function_name),
                 importing_as(self.view),
                 emf.capture_stdout() as output,
+                logs.running(self.spec.logical_id),
             ):
                 invocation.payload = self._handler(event, context)
             json.dumps(invocation.payload, default=str)

@@ -9,7 +9,9 @@ behind real sockets:
   times ``speed`` and fires what falls due (``runtime.advance``),
 * a control endpoint for ``bw fault add|list|clear`` against the running stack,
 * optionally moto's own server (``"aws"``) on the same backends, for outside tools
-  (:mod:`local_runtime.aws_endpoint`: fault rules apply, IAM does not).
+  (:mod:`local_runtime.aws_endpoint`: fault rules apply, IAM does not),
+* the console (``"console"``, :mod:`local_runtime.console`): executions with their
+  traces, breakers, connections, Outbox, metrics and logs, in a local web page.
 
 Its endpoints are written to ``.bw/up.json`` while it runs.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from local_runtime.clock import real_monotonic, real_sleep
+from local_runtime.console import Console
 from local_runtime.faults import FaultRule, load_fault_rules
 from local_runtime.gateway import GatewayLimits, WebSocketGateway
 from local_runtime.http_api import HttpApiServer
@@ -60,6 +63,7 @@ class LiveStack:
         http_port: int = 0,
         control_port: int = 0,
         aws_port: int | None = None,
+        console_port: int | None = 0,
         speed: float = 1.0,
         limits: GatewayLimits | None = None,
         tick: float = 0.05,
@@ -71,6 +75,7 @@ class LiveStack:
         self.host = host
         self._ports = {"websocket": websocket_port, "http": http_port, "control": control_port}
         self._aws_port = aws_port
+        self.console: Console | None = Console(self, host=host, port=console_port) if console_port is not None else None
         self._speed = float(speed)
         self._limits = limits
         self._tick = tick
@@ -92,7 +97,14 @@ class LiveStack:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> LiveStack:
         began = real_monotonic()
-        self.runtime.start()
+        if self.console is not None:
+            self.console.capture()  # before any function loads: its logger keeps the stream it finds
+        try:
+            self.runtime.start()
+        except BaseException:
+            if self.console is not None:
+                self.console.stop()
+            raise
         self.runtime_started_in = real_monotonic() - began
         try:
             self.gateway = WebSocketGateway(
@@ -104,6 +116,8 @@ class LiveStack:
             threading.Thread(target=self._control.serve_forever, args=(0.1,), name="bw-control", daemon=True).start()
             if self._aws_port is not None:
                 self._start_moto_server(self._aws_port)
+            if self.console is not None:
+                self.console.start()
             self._reanchor()
             self._stop_ticking.clear()
             self._ticker = threading.Thread(target=self._tick_forever, name="bw-ticker", daemon=True)
@@ -136,6 +150,8 @@ class LiveStack:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        if self.console is not None:
+            self.console.stop()
         self.runtime.stop()
         if self.up_file is not None:
             self.up_file.unlink(missing_ok=True)
@@ -156,6 +172,8 @@ class LiveStack:
             found["aws"] = self._moto.url
         if self._control is not None:
             found["control"] = f"http://{self.host}:{self._control.server_address[1]}"
+        if self.console is not None and self.console.running:
+            found["console"] = self.console.url
         return found
 
     # -- time ------------------------------------------------------------------------------
@@ -186,6 +204,8 @@ class LiveStack:
         with self.runtime.clock.main_timeline():
             while not self._stop_ticking.is_set():
                 real_sleep(self._tick)
+                if self.console is not None and self.console.running:
+                    self.console.capture()
                 with self._clock_lock:
                     real_then, virtual_then = self._anchor
                     target = virtual_then + (real_monotonic() - real_then) * self._speed

@@ -23,13 +23,17 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import hashlib
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import re
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from local_runtime import hooks, iam, limits
@@ -98,6 +102,8 @@ SEAMS += (
     ("moto.core.models", "MockAWS._nested_count"),
     ("moto.core.base_backend", "BackendDict._instances"),
     ("botocore.session", "create_loader"),
+    ("moto.core.utils", "create_loader"),
+    ("moto.stepfunctions.parser.models", "StepFunctionsParserBackend._validate_definition"),
     (
         "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda",
         "StateTaskServiceLambda._error_cause_from_client_error",
@@ -140,6 +146,9 @@ def install_seams() -> None:
     with _install_lock:
         if _installed:
             return
+        # First: moto's imports below build boto3 Sessions (EC2's region list alone parses
+        # botocore's endpoint data three times); with one Loader they parse it once.
+        _install_shared_loader()
         verify_seams()
         _install_botocore_faults()
         _install_stubber()
@@ -159,7 +168,7 @@ def install_seams() -> None:
         _install_parameter_validation()
         _install_dynamodb_fidelity()
         _install_parse_cache()
-        _install_shared_loader()
+        _install_validation_memo()
         _install_generic_sdk_errors()
         _install_definite_paths()
         _install_no_choice_matched()
@@ -910,6 +919,50 @@ def _install_parse_cache() -> None:
     AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
 
 
+def _install_validation_memo() -> None:
+    """CreateStateMachine validates the definition with the same ANTLR parse (a stack's four
+    definitions: about 2 s of a start). The parse is a pure function of the definition text
+    and the code that parses it, so a definition that parsed once is recorded on disk
+    (:func:`~local_runtime.template.cache_dir`, keyed by the text, moto's version, Python's
+    and this module) and a later start skips only that repeat. A definition that fails is
+    never recorded: it fails on every start exactly as before, and an execution still
+    parses its definition (once per process, :func:`_install_parse_cache`)."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend._validate_definition
+
+    def _validate_definition(definition: str) -> None:
+        marker = _validated_marker(definition)
+        if marker.is_file():
+            return
+        original(definition)  # raises InvalidDefinition, as before
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            staging = marker.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            staging.write_text(str(len(definition)), encoding="utf-8")
+            staging.replace(marker)  # atomic: two starts at once both write the same marker
+        except OSError:
+            return  # a read-only cache: the next start validates again
+
+    StepFunctionsParserBackend._validate_definition = staticmethod(_validate_definition)  # type: ignore[method-assign,assignment]
+
+
+@functools.cache
+def _validation_salt() -> bytes:
+    from importlib.metadata import version
+
+    return "\0".join((version("moto"), version("antlr4-python3-runtime"), sys.version)).encode() + (
+        Path(__file__).read_bytes()
+    )
+
+
+def _validated_marker(definition: str) -> Path:
+    from local_runtime.template import cache_dir
+
+    digest = hashlib.sha256(_validation_salt() + b"\0" + definition.encode()).hexdigest()[:32]
+    return cache_dir("asl-valid") / digest
+
+
 def _install_shared_loader() -> None:
     """Every botocore Session builds its own Loader and parses the service models again
     (several MB of JSON; a function's cold start makes a Session per client set). The
@@ -917,6 +970,8 @@ def _install_shared_loader() -> None:
     path: the same models, parsed once. Only the runtime's speed changes."""
     import botocore.session
 
+    # Installed before verify_seams (see install_seams): check its own two seams first.
+    hooks.verify([("botocore.session", "create_loader"), ("moto.core.utils", "create_loader")])
     original = botocore.session.create_loader
     loaders: dict[str | None, Any] = {}
     lock = threading.Lock()
@@ -928,6 +983,20 @@ def _install_shared_loader() -> None:
             return loaders[search_path_string]
 
     botocore.session.create_loader = create_loader  # type: ignore[assignment]
+
+    # moto reads the models it answers with through a Loader of its own (with its extras
+    # path), a new one for each model, each listing botocore's data directories again.
+    moto_utils: Any = importlib.import_module("moto.core.utils")
+    moto_original = moto_utils.create_loader
+    moto_loader: list[Any] = []
+
+    def create_moto_loader() -> Any:
+        with lock:
+            if not moto_loader:
+                moto_loader.append(moto_original())
+            return moto_loader[0]
+
+    moto_utils.create_loader = create_moto_loader
 
 
 @functools.cache

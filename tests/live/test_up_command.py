@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -41,7 +42,7 @@ def test_bw_up_serves_until_ctrl_c_and_leaves_no_process_or_port(tmp_path: Path)
             assert time.monotonic() < deadline, "bw up did not start within 120 s"
             time.sleep(0.1)
         endpoints = json.loads(up_file.read_text(encoding="utf-8"))
-        assert set(endpoints) >= {"websocket", "http", "aws", "control"}
+        assert set(endpoints) >= {"websocket", "http", "aws", "control", "console"}
         second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert "already running" in second.stderr
@@ -102,4 +103,5 @@ def test_bw_up_serves_until_ctrl_c_and_leaves_no_process_or_port(tmp_path: Path)
     assert not any(_port_open(url) for url in endpoints.values())
     output = process.stdout.read().decode() if process.stdout else ""
     assert "websocket" in output
+    assert re.search(r"started in \d+\.\d\d s", output), output  # how long start-up took
     assert "stopping" in output

@@ -126,6 +126,15 @@ def test_demo_runs_a_workflow_with_an_injected_fault(cli, tmp_path):
     # Part four: the idle listener is told and closed; the busy one stays.
     assert "Idle=    │ no   │ connectionTimeout" in result.output
     assert "Busy=    │ yes  │ -" in result.output
+    # A story, not a log: the functions' records and EMF lines went to .bw/logs/, the end points onwards.
+    raw = [line for line in result.output.splitlines() if line.lstrip().startswith(('{"_aws"', '{"level"'))]
+    assert raw == []
+    assert '"_aws"' not in result.output
+    assert '"level":' not in result.output
+    assert "MessagesParked=3" not in result.output
+    assert (tmp_path / ".bw" / "logs" / "MessageDeliveryFunction.log").is_file()
+    assert "bw up" in result.output
+    assert "bw logs" in result.output
 
 
 MAIN_TEMPLATE = str(Path(__file__).resolve().parents[2] / "template.yaml")
@@ -200,3 +209,62 @@ def test_run_idle_sweep_shows_the_map_of_notify_close_and_cleanup(cli):
     assert result.exit_code == 0, result.output
     for state in ("Still idle?", "Tell the client it timed out", "Close the connection", "Clean up", "Finish sweep"):
         assert state in result.output
+
+
+def test_readme_send_message_sample_is_delivered(cli):
+    """The README's one-shot `bw invoke SendMessageFunction -e events/send_message/hello.json --data ...`."""
+    result = cli(
+        "invoke",
+        "SendMessageFunction",
+        "-e",
+        str(REAL / "events" / "send_message" / "hello.json"),
+        "--data",
+        str(REAL / "events" / "send_message" / "town_hall.yaml"),
+        "-t",
+        MAIN_TEMPLATE,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"statusCode": 200}
+    assert '"delivered": 3' in result.output  # the speaker's ack
+    for listener in ("Ana1ZEcabcDE=", "Ben1ZEcabcDE=", "Chi1ZEcabcDE="):
+        assert f'→ {listener} {{"type": "message"' in result.output
+    assert result.output.count('"text": "Welcome, everyone"') == 3
+    assert '"_aws"' not in result.output  # the EMF lines are in the functions' log files
+    logs = cli("logs", "MessageDeliveryFunction")
+    assert logs.exit_code == 0, logs.output
+    assert "METRIC" in logs.output
+    assert "MessagesDelivered=3" in logs.output
+    assert "[corr-send-1]" in logs.output
+
+
+def test_logs_pretty_prints_records_and_metrics(cli, tmp_path):
+    folder = tmp_path / ".bw" / "logs"
+    folder.mkdir(parents=True)
+    record = {
+        "level": "WARNING",
+        "message": "breaker transition",
+        "timestamp": "2026-12-02T01:13:31.770+00:00",
+        "correlation_id": "corr-1",
+    }
+    emf = {
+        "_aws": {
+            "Timestamp": 1796174011000,
+            "CloudWatchMetrics": [
+                {"Namespace": "Breakwater", "Metrics": [{"Name": "MessagesParked", "Unit": "Count"}]}
+            ],
+        },
+        "correlationId": "corr-2",
+        "MessagesParked": [3.0],
+    }
+    lines = [json.dumps(record), json.dumps(emf), json.dumps({"level": "INFO", "message": "older"})]
+    (folder / "DemoFunction.log").write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
+    shown = cli("logs", "DemoFunction", "-n", "2")
+    assert shown.exit_code == 0, shown.output
+    assert "older" not in shown.output
+    assert "2026-12-02 01:13:31.770 WARNING breaker transition  [corr-1]" in shown.output
+    assert "METRIC  MessagesParked=3  [corr-2]" in shown.output
+    assert '"_aws"' not in shown.output
+    assert "older" in cli("logs", "DemoFunction").output
+    missing = cli("logs", "NoSuchFunction")
+    assert missing.exit_code == 2
+    assert "DemoFunction" in missing.output

@@ -50,3 +50,41 @@ def test_a_definite_path_that_matches_nothing_is_still_an_error():
 
     with pytest.raises(NoSuchJsonPathError):
         extract_json("$.page.LastEvaluatedKey", {"page": {}})
+
+
+def _create_state_machine(name: str, definition: str) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
+            name=name, definition=definition, roleArn="arn:aws:iam::123456789012:role/StatesRole"
+        )
+
+
+_PASS = '{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}'
+
+
+def test_a_definition_that_failed_validation_fails_on_every_start(monkeypatch, tmp_path):
+    # A start remembers only the definitions that parsed: a broken one is refused each time.
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setenv("BW_BUILD_CACHE", str(tmp_path))
+    seams.install_seams()
+    broken = _PASS.replace('"Pass"', '"Passs"')
+    for _ in range(2):
+        with pytest.raises(ClientError, match="Passs") as refused:
+            _create_state_machine("broken", broken)
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_a_definition_changed_after_it_was_validated_is_validated_again(monkeypatch, tmp_path):
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setenv("BW_BUILD_CACHE", str(tmp_path))
+    seams.install_seams()
+    _create_state_machine("fine", _PASS)
+    _create_state_machine("fine", _PASS)  # remembered: accepted again
+    with pytest.raises(ClientError, match="Passs") as refused:
+        _create_state_machine("fine", _PASS.replace('"Pass"', '"Passs"'))
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from local_runtime import LocalRuntime, Trace, render_html
+from tests.chromium import HEADLESS_FLAGS
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "fixtures" / "app" / "template.yaml"
 CHROMIUM = "/usr/bin/chromium"
@@ -77,15 +78,7 @@ def _chromium() -> str:
 def _dump_dom(page: Path, profile: Path) -> _Dom:
     command = [
         _chromium(),
-        "--headless",
-        "--no-sandbox",  # CI containers run as root, where Chromium's sandbox cannot start
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
+        *HEADLESS_FLAGS,
         f"--user-data-dir={profile}",
         # Console messages (an uncaught exception in the page's script) go to stderr.
         "--enable-logging=stderr",
