@@ -27,6 +27,11 @@ and prove nothing. This module, called by the DynamoDB seam (see
 * fills the restored table with the items as they were at the restore time
   and reports that time in its ``RestoreSummary``.
 
+Memory is bounded: at most ``MAX_SNAPSHOTS`` copies per table (an hour of
+writes every second); beyond that the oldest go and the table's
+``EarliestRestorableDateTime`` moves forward with them, so an older restore
+is refused, never answered from the wrong copy.
+
 PartiQL writes cannot be attributed to a table cheaply, so they copy every
 PITR-enabled table. Writes made straight into moto's backend (provisioning,
 test set-up) are not requests and are not in the history.
@@ -45,10 +50,12 @@ from typing import Any
 
 from local_runtime.template import ACCOUNT_ID
 
-__all__ = ["PITR_LAG_SECONDS", "ContinuousBackups"]
+__all__ = ["MAX_SNAPSHOTS", "PITR_LAG_SECONDS", "ContinuousBackups"]
 
 #: AWS: LatestRestorableDateTime "is typically 5 minutes before the current time".
 PITR_LAG_SECONDS = 300.0
+#: Copies kept per table (see the module's docstring).
+MAX_SNAPSHOTS = 3600
 _DAY = 86_400.0
 _TARGET_PREFIX = "DynamoDB_20120810."
 _WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
@@ -74,6 +81,8 @@ def _refusal(code: str, message: str) -> Refusal:
 class _History:
     #: (s, items): the table's items as they were for every second before s (since the previous entry's s).
     snapshots: list[tuple[int, Any]] = field(default_factory=list)
+    #: The first second still restorable once old copies were dropped (0: none dropped).
+    earliest: float = 0.0
 
 
 class ContinuousBackups:
@@ -103,7 +112,10 @@ class ContinuousBackups:
         description = table.continuous_backups["PointInTimeRecoveryDescription"]
         enabled_at = float(description.get("EarliestRestorableDateTime") or self._started_at)
         period = float(description.get("RecoveryPeriodInDays") or 35) * _DAY
-        earliest = max(enabled_at, self._started_at, now - period)
+        with self._lock:
+            history = self._history.get(table.name)
+            dropped = history.earliest if history else 0.0
+        earliest = max(enabled_at, self._started_at, now - period, dropped)
         return earliest, max(earliest, now - PITR_LAG_SECONDS)
 
     # -- the seam's entry points ------------------------------------------------------------
@@ -172,6 +184,9 @@ class ContinuousBackups:
                 history = self._history.setdefault(table.name, _History())
                 if not history.snapshots or history.snapshots[-1][0] < second:
                     history.snapshots.append((second, copy.deepcopy(table.items)))
+                    if len(history.snapshots) > MAX_SNAPSHOTS:
+                        until, _ = history.snapshots.pop(0)
+                        history.earliest = float(until)
 
     def _items_at(self, table: Any, when: float) -> Any:
         second = math.floor(when)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from local_runtime import LocalRuntime
+from local_runtime import LocalRuntime, backups
 from local_runtime.backups import PITR_LAG_SECONDS
 from tools.restore_table import copy_back
 
@@ -134,3 +134,24 @@ def test_restores_aws_would_refuse_are_refused(runtime):
     assert _refusal(restore(RestoreDateTime=start + 30, UseLatestRestorableTime=True)) == "ValidationException"
     assert _refusal(restore(UseLatestRestorableTime=True, BillingModeOverride="PROVISIONED")) == ("ValidationException")
     assert "Restored2" not in ddb.list_tables()["TableNames"]
+
+
+def test_when_old_history_is_dropped_the_window_shrinks_and_older_restores_are_refused(runtime, monkeypatch):
+    monkeypatch.setattr(backups, "MAX_SNAPSHOTS", 3)
+    ddb, clock = runtime.client("dynamodb"), runtime.clock
+    times = []
+    for n in range(5):
+        times.append(clock.now())
+        ddb.put_item(TableName=TABLE, Item=revocation(f"r{n}", clock.now() + 7200))
+        clock.sleep(10)
+    clock.sleep(PITR_LAG_SECONDS)
+
+    def restore(when: float, target: str) -> Any:
+        return lambda: ddb.restore_table_to_point_in_time(
+            SourceTableName=TABLE, TargetTableName=target, RestoreDateTime=when
+        )
+
+    assert _refusal(restore(times[0], "TooOld")) == "InvalidRestoreTimeException"
+    restore(times[3], "Kept")()
+    assert {"r0", "r1", "r2", "r3"} <= jtis(ddb, "Kept")
+    assert "r4" not in jtis(ddb, "Kept")
