@@ -155,3 +155,23 @@ def test_when_old_history_is_dropped_the_window_shrinks_and_older_restores_are_r
     restore(times[3], "Kept")()
     assert {"r0", "r1", "r2", "r3"} <= jtis(ddb, "Kept")
     assert "r4" not in jtis(ddb, "Kept")
+
+
+def test_a_deleted_signing_key_is_restored_within_its_recovery_window(runtime):
+    secrets, clock = runtime.client("secretsmanager"), runtime.clock
+    secret = str(runtime.template.function("VerifyTokenFunction").environment["BW_SIGNING_KEY_SECRET"])
+    token = runtime.breakwater_token(jti="bot-1", tenant="acme", roles=["speaker"], lifetime_seconds=7200)
+    assert connect(runtime, "B1=", token)[0] == 200
+
+    secrets.delete_secret(SecretId=secret, RecoveryWindowInDays=7)
+    with pytest.raises(ClientError) as refused:
+        secrets.get_secret_value(SecretId=secret)
+    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
+    # Detection (docs/runbook.md): once the cached key (5 min) and its stale allowance (5 min) are gone, 500.
+    clock.sleep(601)
+    status, body = connect(runtime, "B2=", token)
+    assert (status, body["code"]) == (500, "JWT_KEY_ERROR")
+
+    secrets.restore_secret(SecretId=secret)
+
+    assert connect(runtime, "B3=", token)[0] == 200  # the same key: tokens issued before the incident work again
