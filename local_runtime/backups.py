@@ -8,10 +8,11 @@ and prove nothing. This module, called by the DynamoDB seam (see
 :mod:`local_runtime.seams`) around every DynamoDB request:
 
 * keeps the item history of every PITR-enabled table on the virtual clock:
-  before the first write of a new second, the table's items are copied, so
-  the state at any second since the runtime started can be restored
-  (one-second granularity, as AWS's ``RestoreDateTime``: a restore at T
-  includes every write made during T's second);
+  before each write, the previous version of every item it touches (or
+  nothing, for a new item) is journalled with the time, so the state at any
+  second since the runtime started is the current items with the later
+  writes undone (one-second granularity, as AWS's ``RestoreDateTime``: a
+  restore at T includes every write made during T's second);
 * answers ``DescribeContinuousBackups`` with AWS's window:
   ``EarliestRestorableDateTime`` is when PITR was enabled (or the runtime
   started, if later: no history before it; or 35 days ago, the retention),
@@ -27,13 +28,12 @@ and prove nothing. This module, called by the DynamoDB seam (see
 * fills the restored table with the items as they were at the restore time
   and reports that time in its ``RestoreSummary``.
 
-Memory is bounded: at most ``MAX_SNAPSHOTS`` copies per table (an hour of
-writes every second); beyond that the oldest go and the table's
-``EarliestRestorableDateTime`` moves forward with them, so an older restore
-is refused, never answered from the wrong copy.
+Memory is bounded: at most ``MAX_SNAPSHOTS`` journal entries per table;
+beyond that the oldest go and the table's ``EarliestRestorableDateTime``
+moves past them, so an older restore is refused, never answered wrongly.
 
-PartiQL writes cannot be attributed to a table cheaply, so they copy every
-PITR-enabled table. Writes made straight into moto's backend (provisioning,
+PartiQL writes cannot be attributed to items cheaply, so they journal a copy
+of every PITR-enabled table. Writes made straight into moto's backend (provisioning,
 test set-up) are not requests and are not in the history.
 """
 
@@ -54,8 +54,8 @@ __all__ = ["MAX_SNAPSHOTS", "PITR_LAG_SECONDS", "ContinuousBackups"]
 
 #: AWS: LatestRestorableDateTime "is typically 5 minutes before the current time".
 PITR_LAG_SECONDS = 300.0
-#: Copies kept per table (see the module's docstring).
-MAX_SNAPSHOTS = 3600
+#: Journal entries kept per table (see the module's docstring).
+MAX_SNAPSHOTS = 100_000
 _DAY = 86_400.0
 _TARGET_PREFIX = "DynamoDB_20120810."
 _WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
@@ -77,11 +77,21 @@ def _refusal(code: str, message: str) -> Refusal:
     return 400, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": str(uuid.uuid4())}, body
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What one write replaced: an item's previous version (None: it did not exist), or the whole table."""
+
+    second: int
+    hash_key: Any = None
+    range_key: Any = None
+    previous: Any = None
+    whole_table: bool = False
+
+
 @dataclass
 class _History:
-    #: (s, items): the table's items as they were for every second before s (since the previous entry's s).
-    snapshots: list[tuple[int, Any]] = field(default_factory=list)
-    #: The first second still restorable once old copies were dropped (0: none dropped).
+    journal: list[_Entry] = field(default_factory=list)
+    #: The first second still restorable once old entries were dropped (0: none dropped).
     earliest: float = 0.0
 
 
@@ -124,7 +134,7 @@ class ContinuousBackups:
         """Called (under the DynamoDB lock) before moto sees ``request``; a refusal answers it instead."""
         action, body = self._parse(request)
         if action in _WRITES or action in _PARTIQL_WRITES:
-            self._record(self._written_tables(action, body))
+            self._record(self._writes(action, body))
         elif action == "DescribeContinuousBackups":
             self._refresh_window(body.get("TableName"))
         elif action == "RestoreTableToPointInTime":
@@ -153,20 +163,29 @@ class ContinuousBackups:
             return "", {}
         return target.removeprefix(_TARGET_PREFIX), body if isinstance(body, dict) else {}
 
-    def _written_tables(self, action: str, body: dict[str, Any]) -> set[str]:
+    def _writes(self, action: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+        """(table, key or item) of every item a write request may change; None: the whole table."""
         if action in _PARTIQL_WRITES:
-            return set(self._backend().tables)
+            return [(name, None) for name in self._backend().tables]
         if action == "BatchWriteItem":
-            return set(body.get("RequestItems") or {})
+            found: list[tuple[str, dict[str, Any] | None]] = []
+            for name, requests in (body.get("RequestItems") or {}).items():
+                for request in requests if isinstance(requests, list) else ():
+                    put, delete = request.get("PutRequest") or {}, request.get("DeleteRequest") or {}
+                    found.append((name, put.get("Item") or delete.get("Key") or None))
+            return found
         if action == "TransactWriteItems":
-            names = set()
+            found = []
             for entry in body.get("TransactItems") or []:
-                for operation in entry.values() if isinstance(entry, dict) else ():
+                for kind in ("Put", "Update", "Delete"):
+                    operation = entry.get(kind) if isinstance(entry, dict) else None
                     if isinstance(operation, dict) and isinstance(operation.get("TableName"), str):
-                        names.add(operation["TableName"])
-            return names
+                        found.append((operation["TableName"], operation.get("Item") or operation.get("Key")))
+            return found
         name = body.get("TableName")
-        return {name} if isinstance(name, str) else set()
+        if not isinstance(name, str):
+            return []
+        return [(name, body.get("Item") if action == "PutItem" else body.get("Key"))]
 
     def _table(self, name: str | None) -> Any:
         if not isinstance(name, str):
@@ -174,28 +193,63 @@ class ContinuousBackups:
         # A table ARN is accepted wherever a name is.
         return self._backend().tables.get(name.rsplit("/", 1)[-1])
 
-    def _record(self, names: set[str]) -> None:
+    @staticmethod
+    def _key_of(table: Any, item: dict[str, Any]) -> tuple[Any, Any]:
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        hash_key = DynamoType(item[table.hash_key_attr])
+        range_key = DynamoType(item[table.range_key_attr]) if table.range_key_attr else None
+        return hash_key, range_key
+
+    def _record(self, writes: list[tuple[str, dict[str, Any] | None]]) -> None:
         second = math.floor(self._now())
         with self._lock:
-            for name in names:
+            for name, item in writes:
                 table = self._table(name)
                 if table is None or not self._enabled(table):
                     continue
                 history = self._history.setdefault(table.name, _History())
-                if not history.snapshots or history.snapshots[-1][0] < second:
-                    history.snapshots.append((second, copy.deepcopy(table.items)))
-                    if len(history.snapshots) > MAX_SNAPSHOTS:
-                        until, _ = history.snapshots.pop(0)
-                        history.earliest = float(until)
+                if item is None:
+                    entry = _Entry(second, previous=copy.deepcopy(table.items), whole_table=True)
+                else:
+                    try:
+                        hash_key, range_key = self._key_of(table, item)
+                    except (KeyError, TypeError, AttributeError):
+                        continue  # moto refuses a request without the key; nothing changes
+                    found = table.items.get(hash_key)
+                    if range_key is not None:
+                        found = found.get(range_key) if isinstance(found, dict) else None
+                    entry = _Entry(second, hash_key, range_key, copy.deepcopy(found))
+                history.journal.append(entry)
+                if len(history.journal) > MAX_SNAPSHOTS:
+                    dropped = history.journal.pop(0)
+                    history.earliest = float(dropped.second + 1)
 
     def _items_at(self, table: Any, when: float) -> Any:
+        """The table's items as they were at the end of ``when``'s second: later writes undone, newest first."""
         second = math.floor(when)
         with self._lock:
+            items = copy.deepcopy(table.items)
             history = self._history.get(table.name)
-            for until, items in history.snapshots if history else ():
-                if until > second:
-                    return copy.deepcopy(items)
-        return copy.deepcopy(table.items)
+            for entry in reversed(history.journal if history else []):
+                if entry.second <= second:
+                    continue  # not break: threads on forked timelines may journal slightly out of order
+                if entry.whole_table:
+                    items = copy.deepcopy(entry.previous)
+                elif entry.range_key is None:
+                    if entry.previous is None:
+                        items.pop(entry.hash_key, None)
+                    else:
+                        items[entry.hash_key] = copy.deepcopy(entry.previous)
+                else:
+                    rows = items.setdefault(entry.hash_key, {})
+                    if entry.previous is None:
+                        rows.pop(entry.range_key, None)
+                        if not rows:
+                            items.pop(entry.hash_key, None)
+                    else:
+                        rows[entry.range_key] = copy.deepcopy(entry.previous)
+            return items
 
     # -- DescribeContinuousBackups ----------------------------------------------------------------
 

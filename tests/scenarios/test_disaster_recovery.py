@@ -175,3 +175,44 @@ def test_a_deleted_signing_key_is_restored_within_its_recovery_window(runtime):
     secrets.restore_secret(SecretId=secret)
 
     assert connect(runtime, "B3=", token)[0] == 200  # the same key: tokens issued before the incident work again
+
+
+def test_every_kind_of_write_is_undone_by_a_restore_on_a_table_with_a_sort_key(runtime):
+    ddb, clock = runtime.client("dynamodb"), runtime.clock
+
+    def message(n: int, text: str) -> dict[str, Any]:
+        return {"sessionId": {"S": "s1"}, "messageId": {"S": f"m{n}"}, "text": {"S": text}}
+
+    def messages(table: str) -> dict[str, str]:
+        items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
+        return {item["messageId"]["S"]: item["text"]["S"] for item in items}
+
+    ddb.put_item(TableName="MessagesTable", Item=message(1, "one"))
+    ddb.put_item(TableName="MessagesTable", Item=message(2, "two"))
+    clock.sleep(5)
+    good = clock.now()
+    clock.sleep(5)
+    ddb.update_item(
+        TableName="MessagesTable",
+        Key={"sessionId": {"S": "s1"}, "messageId": {"S": "m1"}},
+        UpdateExpression="SET #t = :t",
+        ExpressionAttributeNames={"#t": "text"},
+        ExpressionAttributeValues={":t": {"S": "garbled"}},
+    )
+    ddb.batch_write_item(
+        RequestItems={
+            "MessagesTable": [
+                {"DeleteRequest": {"Key": {"sessionId": {"S": "s1"}, "messageId": {"S": "m2"}}}},
+                {"PutRequest": {"Item": message(3, "junk")}},
+            ]
+        }
+    )
+    ddb.transact_write_items(TransactItems=[{"Put": {"TableName": "MessagesTable", "Item": message(4, "junk")}}])
+    assert messages("MessagesTable") == {"m1": "garbled", "m3": "junk", "m4": "junk"}
+    clock.sleep(PITR_LAG_SECONDS)
+
+    ddb.restore_table_to_point_in_time(
+        SourceTableName="MessagesTable", TargetTableName="MessagesRestored", RestoreDateTime=good
+    )
+
+    assert messages("MessagesRestored") == {"m1": "one", "m2": "two"}
