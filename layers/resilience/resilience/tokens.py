@@ -87,7 +87,7 @@ BREAKWATER_AUDIENCE = "breakwater"
 #: The leeway's ceiling (``JwtLeewaySeconds``' MaxValue): every second of it is a second an expired token still works.
 MAX_LEEWAY_SECONDS = 30.0
 _REQUIRED_CLAIMS = ("sub", "exp", "iat", "jti")
-#: 9999-12-31T23:59:59Z: a time claim past it (or NaN, or Infinity, which JSON parsers accept) is malformed.
+#: 9999-12-31T23:59:59Z: a time claim past it is malformed (NaN and Infinity never get this far: not JSON).
 _MAX_EPOCH = 253_402_300_799
 
 
@@ -150,7 +150,7 @@ class TokenPolicy:
             client_ids=clients,
             breakwater_issuer=env.get("BW_TOKEN_ISSUER") or f"breakwater:{env.get('BW_ENVIRONMENT', 'dev')}",
             leeway_seconds=env_number(env, "BW_JWT_LEEWAY_SECONDS", 5, minimum=0),
-            max_token_bytes=int(env_number(env, "BW_MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, minimum=256)),
+            max_token_bytes=int(env_number(env, "BW_MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, minimum=1024)),
         )
 
     def __post_init__(self) -> None:
