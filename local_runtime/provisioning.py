@@ -183,6 +183,11 @@ class Provisioner:
                 if props.get(key):
                     kwargs[key] = props[key]
             ddb.create_table(**kwargs)
+            pitr = props.get("PointInTimeRecoverySpecification") or {}
+            if str(pitr.get("PointInTimeRecoveryEnabled")).lower() == "true":
+                ddb.update_continuous_backups(
+                    TableName=logical_id, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+                )
             ttl = props.get("TimeToLiveSpecification")
             if ttl and str(ttl.get("Enabled")).lower() == "true":
                 ddb.update_time_to_live(

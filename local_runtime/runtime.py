@@ -23,6 +23,7 @@ from typing import Any
 from local_runtime import alarms as cloudwatch_alarms
 from local_runtime import aws_metrics, emf, limits, packaging, seams
 from local_runtime import iam as iam_hooks
+from local_runtime.backups import ContinuousBackups
 from local_runtime.clock import VirtualClock
 from local_runtime.environ import ThreadEnviron
 from local_runtime.executions import Executions
@@ -93,6 +94,8 @@ class LocalRuntime:
             rules = load_fault_rules(faults) if isinstance(faults, (str, Path)) else list(faults)
             self.faults.extend(rules)
         self.connections = ConnectionRegistry(self.clock.now)
+        #: Point-in-time recovery of the PITR-enabled tables (item history on the virtual clock).
+        self.backups = ContinuousBackups(self.clock.now, region)
         #: Tables whose items survive between runtimes (e.g. breaker state between `bw` commands).
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.persist_tables = tuple(persist_tables)

@@ -302,7 +302,14 @@ def _install_stubber() -> None:
             # DynamoDB applies each request to an item atomically (conditional writes and
             # ADDs never interleave); moto does not lock, so the runtime serialises them.
             with _DYNAMODB_LOCK:
-                return original(self, event_name, request, **kwargs)
+                # Point-in-time recovery as AWS has it (moto's restores the table as it is now).
+                refused = runtime.backups.before(request)
+                if refused is not None:
+                    status, headers, body = refused
+                    return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+                response = original(self, event_name, request, **kwargs)
+                runtime.backups.after(request, getattr(response, "status_code", 0))
+                return response
         return original(self, event_name, request, **kwargs)
 
     BotocoreStubber.__call__ = stubber_call  # type: ignore[method-assign]

@@ -20,6 +20,7 @@ from typing import Any
 
 from resilience.activity import ActivityPolicy, idle_shard
 from resilience.clients import default_clients, translate_errors
+from resilience.compact_jws import DEFAULT_MAX_TOKEN_BYTES
 from resilience.errors import (
     BreakwaterError,
     DependencyUnavailableError,
@@ -29,11 +30,12 @@ from resilience.errors import (
 from resilience.inputs import websocket_connection_id
 from resilience.observability import current_correlation_id, default_observability, with_observability
 from resilience.rate_limits import RateLimiter, RateLimitPolicy
+from resilience.settings import env_number
 
 #: API Gateway closes a WebSocket after 2 h; the TTL removes items whose $disconnect never came.
 CONNECTION_TTL_SECONDS = 3 * 3600
-#: Larger than any JWT a sane identity provider issues; anything bigger is refused unread.
-MAX_TOKEN_CHARS = 8192
+#: ``MaxTokenBytes``: larger than any JWT a sane identity provider issues; anything bigger is refused unread.
+MAX_TOKEN_CHARS = int(env_number(os.environ, "BW_MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, minimum=1024))
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # whole value (fullmatch): "$" would admit a trailing newline
 _HINT = re.compile(r"[A-Za-z0-9._:-]{1,253}")
 #: What a refused client reads, per public reason; never the token, never a stack trace.

@@ -46,6 +46,9 @@ def test_data_tables_are_deletion_protected_unless_the_dev_environment_says_othe
         props = template.resources[name]["Properties"]
         assert props["DeletionProtectionEnabled"] == {"Ref": "TableDeletionProtection"}, name
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, name
+    # Decided per table in docs/runbook.md: state that rebuilds itself has no point-in-time recovery.
+    for name in EPHEMERAL & tables:
+        assert "PointInTimeRecoverySpecification" not in template.resources[name]["Properties"], name
     config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
     assert 'TableDeletionProtection="false"' in config["dev"]["deploy"]["parameters"]["parameter_overrides"]
     assert 'TableDeletionProtection="false"' not in config["prod"]["deploy"]["parameters"]["parameter_overrides"]

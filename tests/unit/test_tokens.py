@@ -222,6 +222,7 @@ def _unsigned() -> str:
     [
         pytest.param(lambda: cognito(exp=int(NOW) - 31), "token expired", id="expired"),
         pytest.param(lambda: cognito(nbf=int(NOW) + 31), "token not yet valid", id="not-yet-valid"),
+        pytest.param(lambda: cognito(drop=("exp",)), "missing claim exp", id="no-expiry"),
         pytest.param(lambda: cognito(iat=int(NOW) + 600), "token not yet valid", id="issued-in-the-future"),
         pytest.param(lambda: cognito(iss="https://evil.example.com"), "untrusted issuer", id="wrong-issuer"),
         pytest.param(lambda: cognito(aud="client-b"), "wrong audience", id="wrong-audience"),
@@ -358,19 +359,18 @@ def test_fuzzed_tokens_are_only_ever_refused_as_invalid(raw):
 @pytest.mark.parametrize(
     ("claim", "value"),
     [
-        ("exp", float("nan")),
-        ("exp", float("inf")),
         ("exp", 10**400),
         ("exp", True),
-        ("iat", float("nan")),
+        ("exp", "1795523600"),
         ("iat", -1),
-        ("nbf", float("-inf")),
+        ("iat", 1e300),
         ("nbf", "now"),
+        ("nbf", [0]),
     ],
     ids=lambda v: repr(v)[:12],
 )
 def test_a_time_claim_that_is_not_a_plausible_epoch_is_malformed_even_when_signed(claim, value):
-    # JSON parsers accept NaN and Infinity; NaN compares false with everything, so "exp <= now" would never hold.
+    # NumericDate is a JSON number (RFC 7519 §2); NaN and Infinity are not JSON at all (see test_token_corpus).
     with pytest.raises(TokenInvalidError, match=f"malformed claim {claim}"):
         verifier().verify(cognito(**{claim: value}))
 

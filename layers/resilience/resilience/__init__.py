@@ -5,6 +5,7 @@ Modules (imported on demand, so a function pays only for what it uses at cold st
 ``breaker``, ``degradation``, ``health``, ``observability``, ``settings``,
 ``timestamps``, ``activity``, ``alarm_metrics`` (what the alarms read), and the admission path's:
 
+* ``compact_jws``: ``parse_compact`` (the strict RFC 7515 reader every token goes through);
 * ``tokens``: ``token_shape``, ``TokenPolicy``, ``TokenVerifier``, ``JwksCache``,
   ``Identity``, ``SigningKey``, ``issue_token``, ``fetch_url``;
 * ``signing_keys``: ``SigningKeyProvider``, ``parse_signing_key(s)``;

@@ -15,9 +15,19 @@ that issuer's own rules, so claiming another issuer gains nothing:
   with the current or, during a rotation, the previous one); ``aud`` must be
   ``breakwater``.
 
+Before any key is looked up, the token is parsed strictly by
+:mod:`resilience.compact_jws` (three canonical base64url segments of at most
+``BW_MAX_TOKEN_BYTES``, UTF-8 JSON objects without duplicate members, no
+``crit``/embedded keys); PyJWT's decoder is never used, so its lenient
+base64 and JSON readings never see a token — only its algorithm objects
+compute the signature. The ``alg`` must be the one the issuer's key type
+allows (RS256 with a JWKS key, HS256 with the signing key): never ``none``,
+never HS256 with an RSA public key.
+
 Every token needs ``sub``, ``exp``, ``iat`` and ``jti`` (the revocation
-list's key); ``exp``/``nbf``/``iat`` are checked with ``BW_JWT_LEEWAY_SECONDS``
-of skew (finite numbers only). The tenant is ``custom:tenant`` (a Cognito
+list's key); ``exp``/``nbf``/``iat`` are NumericDates (JSON numbers, not
+strings or booleans, within year 9999) checked with ``BW_JWT_LEEWAY_SECONDS``
+of skew. The tenant is ``custom:tenant`` (a Cognito
 custom attribute) or ``tenant`` (breakwater tokens); the roles are
 ``cognito:groups`` (Cognito) or ``roles`` (breakwater), lists of strings, and
 a speaker connection needs the ``speaker`` role. Every refusal is a
@@ -28,8 +38,6 @@ taxonomy's dependency errors (503) or :class:`JwtKeyError` (500).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import http.client
 import json
 import os
@@ -39,12 +47,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol
 
 import jwt
+from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
 
 from resilience.cache import CachePolicy, ResilientCache
+from resilience.compact_jws import DEFAULT_MAX_TOKEN_BYTES, CompactJws, parse_compact
 from resilience.errors import (
+    ConfigurationError,
     DependencyUnavailableError,
     JwtKeyError,
     RetryableError,
@@ -73,9 +84,10 @@ __all__ = [
 IssuerKind = Literal["cognito", "breakwater"]
 #: The ``aud`` of every token breakwater issues.
 BREAKWATER_AUDIENCE = "breakwater"
-MAX_TOKEN_CHARS = 8192
+#: The leeway's ceiling (``JwtLeewaySeconds``' MaxValue): every second of it is a second an expired token still works.
+MAX_LEEWAY_SECONDS = 30.0
 _REQUIRED_CLAIMS = ("sub", "exp", "iat", "jti")
-#: 9999-12-31T23:59:59Z: a time claim past it (or NaN, or Infinity, which JSON parsers accept) is malformed.
+#: 9999-12-31T23:59:59Z: a time claim past it is malformed (NaN and Infinity never get this far: not JSON).
 _MAX_EPOCH = 253_402_300_799
 
 
@@ -107,7 +119,10 @@ class TokenPolicy:
     user_pool_id: str | None
     client_ids: frozenset[str]
     breakwater_issuer: str
-    leeway_seconds: float = 30.0
+    #: Clock skew on exp/nbf/iat (``JwtLeewaySeconds``, 5 s: both issuers and Lambda run on synchronised clocks).
+    leeway_seconds: float = 5.0
+    #: The longest token read at all (``MaxTokenBytes``).
+    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     #: How often an unknown ``kid`` may trigger a JWKS download (key rotation vs. a flood of forged kids).
     jwks_refresh_seconds: float = 60.0
     jwks_ttl_seconds: float = 3600.0
@@ -134,8 +149,13 @@ class TokenPolicy:
             user_pool_id=env.get("BW_COGNITO_USER_POOL_ID") or None,
             client_ids=clients,
             breakwater_issuer=env.get("BW_TOKEN_ISSUER") or f"breakwater:{env.get('BW_ENVIRONMENT', 'dev')}",
-            leeway_seconds=env_number(env, "BW_JWT_LEEWAY_SECONDS", 30, minimum=0),
+            leeway_seconds=env_number(env, "BW_JWT_LEEWAY_SECONDS", 5, minimum=0),
+            max_token_bytes=int(env_number(env, "BW_MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, minimum=1024)),
         )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.leeway_seconds <= MAX_LEEWAY_SECONDS:
+            raise ConfigurationError(f"the JWT leeway must be 0-{MAX_LEEWAY_SECONDS:g} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +166,8 @@ class TokenShape:
     issuer: str
     alg: str
     kid: str | None
+    #: The parsed token (header, claims, signing input, signature), none of it verified yet.
+    jws: CompactJws = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,33 +193,16 @@ class Identity:
         }
 
 
-def _b64_json(segment: str) -> Any:
-    padded = segment + "=" * (-len(segment) % 4)
-    try:
-        return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError) as exc:
-        raise TokenInvalidError("malformed token") from exc
-
-
 def token_shape(raw: object, policy: TokenPolicy) -> TokenShape:
-    """Structural checks only (three base64url JSON parts, a known issuer): never a verification."""
-    if not isinstance(raw, str) or not raw or len(raw) > MAX_TOKEN_CHARS:
-        raise TokenInvalidError("malformed token")
-    parts = raw.split(".")
-    if len(parts) != 3 or not all(parts[:2]):
-        raise TokenInvalidError("malformed token")
-    header, claims = _b64_json(parts[0]), _b64_json(parts[1])
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise TokenInvalidError("malformed token")
-    alg, kid, issuer = header.get("alg"), header.get("kid"), claims.get("iss")
-    if not isinstance(alg, str) or not isinstance(issuer, str):
-        raise TokenInvalidError("malformed token")
-    if kid is not None and not isinstance(kid, str):
-        raise TokenInvalidError("malformed token")
+    """Syntax checks (:func:`~resilience.compact_jws.parse_compact`) and a known issuer: never a verification."""
+    jws = parse_compact(raw, max_bytes=policy.max_token_bytes)
+    issuer = jws.claims.get("iss")
+    if not isinstance(issuer, str):
+        raise TokenInvalidError("malformed token: no issuer")
     if issuer == policy.breakwater_issuer:
-        return TokenShape("breakwater", issuer, alg, kid)
+        return TokenShape("breakwater", issuer, jws.alg, jws.kid, jws)
     if policy.cognito_issuer is not None and issuer == policy.cognito_issuer:
-        return TokenShape("cognito", issuer, alg, kid)
+        return TokenShape("cognito", issuer, jws.alg, jws.kid, jws)
     raise TokenInvalidError("untrusted issuer")
 
 
@@ -358,6 +363,11 @@ class JwksCache:
 
 # -- verification ------------------------------------------------------------------------------
 
+# PyJWT's algorithm objects do the cryptography only; the token was parsed by resilience.compact_jws.
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+_RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
+_HS256_BYTES = 32
+
 
 class TokenVerifier:
     """Verifies a raw token into an :class:`Identity`, or says precisely why not."""
@@ -377,13 +387,16 @@ class TokenVerifier:
 
     def verify(self, raw: object, *, role: str | None = None) -> Identity:
         shape = token_shape(raw, self._policy)
-        token = cast("str", raw)  # token_shape refused anything else
         if shape.kind == "cognito":
+            # The pool's keys are RSA: RS256 is the only algorithm they can verify (no HS256 keyed
+            # with the public key, no none).
             if shape.alg != "RS256":
                 raise TokenInvalidError("algorithm not allowed")
             if not shape.kid:
                 raise TokenInvalidError("missing key id")
-            claims = self._decode(token, self._jwks.key(shape.kid), "RS256", shape.issuer, audience=None)
+            public_key = self._jwks.key(shape.kid)
+            self._check_signature(shape.jws, _RS256, public_key, public_key.key_size // 8)
+            claims = self._claims(shape.jws, audience=None)
             identity = self._cognito_identity(claims)
         else:
             if shape.alg != "HS256":
@@ -395,42 +408,31 @@ class TokenVerifier:
                 if not previous:
                     raise TokenInvalidError("unknown signing key")
                 key = previous[0]
-            claims = self._decode(token, key.key, "HS256", shape.issuer, audience=BREAKWATER_AUDIENCE)
+            self._check_signature(shape.jws, _HS256, _HS256.prepare_key(key.key), _HS256_BYTES)
+            claims = self._claims(shape.jws, audience=BREAKWATER_AUDIENCE)
             identity = self._identity(claims, "breakwater", roles=claims.get("roles"))
         if role == "speaker" and "speaker" not in identity.roles:
             raise TokenInvalidError("token does not grant the speaker role")
         return identity
 
-    def _decode(self, raw: str, key: Any, alg: str, issuer: str, audience: str | None) -> dict[str, Any]:
-        # Time claims are checked against the injected clock below, not PyJWT's time.time().
-        options: dict[str, Any] = {
-            "require": list(_REQUIRED_CLAIMS),
-            "verify_aud": audience is not None,
-            "verify_exp": False,
-            "verify_nbf": False,
-            "verify_iat": False,
-        }
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                raw,
-                key,
-                algorithms=[alg],
-                issuer=issuer,
-                audience=audience,
-                options=cast("Any", options),
-            )
-        except jwt.InvalidIssuerError as exc:
-            raise TokenInvalidError("wrong issuer") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise TokenInvalidError("wrong audience") from exc
-        except jwt.MissingRequiredClaimError as exc:
-            raise TokenInvalidError(f"missing claim {exc.claim}") from exc
-        except jwt.InvalidSignatureError as exc:
-            raise TokenInvalidError("bad signature") from exc
-        except jwt.InvalidAlgorithmError as exc:
-            raise TokenInvalidError("algorithm not allowed") from exc
-        except jwt.InvalidTokenError as exc:
-            raise TokenInvalidError("invalid token") from exc
+    @staticmethod
+    def _check_signature(jws: CompactJws, algorithm: Any, key: Any, length: int) -> None:
+        # RFC 7518 §3.2/§3.3: an HS256 MAC is 32 octets, an RS256 signature the modulus' length.
+        if len(jws.signature) != length or not algorithm.verify(jws.signing_input, key, jws.signature):
+            raise TokenInvalidError("bad signature")
+
+    def _claims(self, jws: CompactJws, audience: str | None) -> dict[str, Any]:
+        claims = jws.claims
+        for name in _REQUIRED_CLAIMS:
+            if claims.get(name) is None:
+                raise TokenInvalidError(f"missing claim {name}")
+        if audience is not None:
+            # RFC 7519 §4.1.3: a string or an array of strings, one of which must be ours.
+            aud = claims.get("aud")
+            if aud is None:
+                raise TokenInvalidError("missing claim aud")
+            if not (aud == audience or (isinstance(aud, list) and audience in aud)):
+                raise TokenInvalidError("wrong audience")
         self._check_times(claims)
         return claims
 
@@ -438,6 +440,7 @@ class TokenVerifier:
         now, leeway = self._clock(), self._policy.leeway_seconds
         times = {name: claims.get(name) for name in ("exp", "iat", "nbf")}
         for name, value in times.items():
+            # RFC 7519 §2 NumericDate: a JSON number (bool is an int in Python, "123" is a string).
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= _MAX_EPOCH
             ):
