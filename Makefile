@@ -94,12 +94,13 @@ build: $(STAMP)
 	done
 
 # Every test run records the IAM grants it used and the calls IAM refused; a refused call
-# is a missing grant in the template and fails the build (`bw iam` prints the report).
+# is a missing grant in the template and fails the build, and so does a grant the whole
+# suite never used unless iam-allowance.yaml keeps it with a reason (`bw iam` prints the report).
 IAM_USAGE := .bw/iam-usage.jsonl
 pytest: $(STAMP) browser
 	@mkdir -p .bw && rm -f $(IAM_USAGE)
 	BW_IAM_USAGE=$(CURDIR)/$(IAM_USAGE) $(BIN)/pytest
-	$(BIN)/bw iam --usage $(IAM_USAGE) --check
+	$(BIN)/bw iam --usage $(IAM_USAGE) --check --strict
 
 # The container tier: `sam local` runs every function on the python3.13 arm64 Lambda image,
 # built offline once (tools/lambda_image.sh: debootstrap + awslambdaric, ~3 min; later runs

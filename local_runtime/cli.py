@@ -512,6 +512,22 @@ def iam_report(
         typer.Option("--usage", help="Usage recorded by runs with BW_IAM_USAGE=FILE (repeatable)."),
     ] = None,
     check: Annotated[bool, typer.Option("--check", help="Exit 1 if any recorded call was refused.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="With --check: exit 1 also on a grant no recorded run used that the allowance does not keep "
+            "(needs the whole suite's usage), and on an allowance entry that keeps no grant.",
+        ),
+    ] = False,
+    allowance: Annotated[
+        Path | None,
+        typer.Option(
+            "--allowance",
+            help="Grants no offline run can use, each with its reason (default: iam-allowance.yaml "
+            "next to the template, if there is one).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Least privilege: per role, the grants the template gives vs the grants recorded runs used."""
@@ -525,8 +541,14 @@ def iam_report(
         model = iam.template_model(loaded)
     except (TemplateError, iam.IamError) as exc:
         _fail(str(exc))
+    allowance_path = allowance or template.parent / "iam-allowance.yaml"
+    try:
+        allowed = iam.load_allowance(allowance_path) if allowance or allowance_path.is_file() else []
+    except (OSError, iam.IamError) as exc:
+        _fail(str(exc))
     records = iam.read_usage(usage or [])
-    reports = iam.report(model, records)
+    reports = iam.report(model, records, allowed)
+    stale = iam.stale_allowances(reports, allowed)
     warnings = limits.timeout_warnings(loaded)
     missing = [(r.role, a, res, n) for r in reports for a, res, n in r.denied]
     if as_json:
@@ -544,17 +566,29 @@ def iam_report(
                             "unused": [
                                 {"action": g.action, "resource": g.resource, "policy": g.policy} for g in r.unused
                             ],
+                            "allowed": [
+                                {"action": g.action, "resource": g.resource, "reason": why} for g, why in r.allowed
+                            ],
                             "missing": [{"action": a, "resource": res, "calls": n} for a, res, n in r.denied],
                         }
                         for r in reports
                     ],
+                    "staleAllowance": [{"role": a.role, "action": a.action, "resource": a.resource} for a in stale],
                     "timeoutWarnings": warnings,
                 }
             )
         )
     else:
         table = Table(title=f"IAM: granted vs used ({len(records)} recorded runs of {template})")
-        for column in ("role", "acts for", "granted", "used", "unused (never called)", "missing (refused)"):
+        for column in (
+            "role",
+            "acts for",
+            "granted",
+            "used",
+            "unused (never called)",
+            "allowed unused (why)",
+            "missing (refused)",
+        ):
             table.add_column(column, overflow="fold")
         for r in reports:
             table.add_row(
@@ -563,6 +597,7 @@ def iam_report(
                 str(len(r.granted) - len(r.platform)),
                 str(len(r.used)),
                 "\n".join(f"{g.action} {g.resource}" for g in r.unused) or "-",
+                "\n".join(f"{g.action} {g.resource} ({why})" for g, why in r.allowed) or "-",
                 "\n".join(f"[red]{a} {res}[/] x{n}" for a, res, n in r.denied) or "-",
             )
         console.print(table)
@@ -572,9 +607,17 @@ def iam_report(
         )
         for warning in warnings:
             console.print(f"[yellow]timeout warning:[/] {warning}")
-    if check and missing:
+    unused = [(r.role, g) for r in reports for g in r.unused] if strict else []
+    if check and (missing or unused or (strict and stale)):
         for role, action, resource, n in missing:
             err.print(f"missing grant: {role} needs {action} on {resource} ({n} refused calls)")
+        for role, grant in unused:
+            err.print(
+                f"unused grant: {role} is granted {grant.action} on {grant.resource} ({grant.policy}) and no run "
+                f"used it: remove it, add a test that reaches it, or keep it in {allowance_path} with a reason"
+            )
+        for entry in stale if strict else []:
+            err.print(f"stale allowance: {entry.role} has no grant {entry.action} on {entry.resource}")
         raise typer.Exit(1)
 
 

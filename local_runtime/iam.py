@@ -46,6 +46,7 @@ from local_runtime.template import cache_dir
 
 __all__ = [
     "AccessRequest",
+    "Allowance",
     "Decision",
     "Grant",
     "IamModel",
@@ -54,11 +55,13 @@ __all__ = [
     "Statement",
     "acting_as",
     "install",
+    "load_allowance",
     "load_roles",
     "normalise_resource",
     "read_usage",
     "report",
     "requests_for",
+    "stale_allowances",
     "template_model",
 ]
 
@@ -389,6 +392,9 @@ class IamModel:
     roles: dict[str, Role]  # by role ARN
     by_caller: dict[str, str]  # function / state machine / schedule logical id -> role ARN
     used: Counter[tuple[str, Grant]] = field(default_factory=Counter)
+    #: (role, action, resource) of every allowed request: what the report matches a later
+    #: template's grants against (the grants above are the template of the run).
+    requested: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     denied: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -407,6 +413,7 @@ class IamModel:
                 if not decision.allowed:
                     self.denied[(role.logical_id, request.action, request.resource)] += 1
                     return decision
+                self.requested[(role.logical_id, request.action, request.resource)] += 1
                 for statement in decision.allowed_by:
                     for grant in statement.grants:
                         if grant.covers(request):
@@ -421,6 +428,10 @@ class IamModel:
                 "used": [
                     {"role": role, "action": g.action, "resource": g.resource, "policy": g.policy, "calls": n}
                     for (role, g), n in sorted(self.used.items(), key=lambda kv: (kv[0][0], kv[0][1].action))
+                ],
+                "requested": [
+                    {"role": role, "action": action, "resource": resource, "calls": n}
+                    for (role, action, resource), n in sorted(self.requested.items())
                 ],
                 "denied": [
                     {"role": role, "action": action, "resource": resource, "calls": n}
@@ -626,6 +637,8 @@ def _install_client_check(active: Any) -> None:
             endpoint=self.meta.endpoint_url,
         )
         requests = [runtime.physical_request(r) for r in requests]
+        if service_model.service_name == "s3" and operation_name in ("GetObject", "HeadObject"):
+            requests += _missing_object(runtime.account_id, api_params, requests)
         decision = model.authorize(role_arn, requests)
         if decision is None:
             return original(self, operation_name, api_params)
@@ -647,6 +660,24 @@ def _install_client_check(active: Any) -> None:
             _local.pending = None
 
     BaseClient._make_api_call = _make_api_call  # type: ignore[attr-defined]
+
+
+def _missing_object(account: str, params: Mapping[str, Any], requests: Sequence[AccessRequest]) -> list[AccessRequest]:
+    """S3 answers a missing key 404 NoSuchKey only to a caller allowed s3:ListBucket on the
+    bucket; to anyone else 403 AccessDenied (it will not say whether the key exists)."""
+    from moto.s3.models import s3_backends
+
+    bucket, key = params.get("Bucket"), params.get("Key")
+    if not isinstance(bucket, str) or not isinstance(key, str):
+        return []
+    try:
+        found = s3_backends[account]["aws"].get_object(bucket, key, version_id=params.get("VersionId"))
+    except Exception:  # noqa: BLE001 - a missing bucket and the like: S3's own answer, not IAM's
+        return []
+    if found is not None:
+        return []
+    context = requests[0].context if requests else {}
+    return [AccessRequest("s3:ListBucket", f"arn:aws:s3:::{bucket}", context)]
 
 
 def _denied_shape(service: str) -> tuple[str, int, str]:
@@ -697,19 +728,65 @@ class RoleReport:
     unused: tuple[Grant, ...]
     platform: tuple[Grant, ...]
     denied: tuple[tuple[str, str, int], ...]  # (action, resource, calls)
+    #: Unused grants the allowance keeps, with its reason (not in ``unused``).
+    allowed: tuple[tuple[Grant, str], ...] = ()
 
 
-def report(model: IamModel, records: Sequence[Mapping[str, Any]]) -> list[RoleReport]:
-    """Per role: what the template grants, what the recorded runs used, what they were refused."""
+@dataclass(frozen=True)
+class Allowance:
+    """A grant no offline run can use that the role still needs on AWS, and why."""
+
+    role: str
+    action: str
+    resource: str
+    reason: str
+
+    def keeps(self, role: str, grant: Grant) -> bool:
+        return role == self.role and grant.action == self.action and grant.resource == self.resource
+
+
+def load_allowance(path: Path) -> list[Allowance]:
+    """The checked-in allowance (YAML list of role/action/resource/reason); every entry needs a reason."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    entries: list[Allowance] = []
+    for number, entry in enumerate(raw if isinstance(raw, list) else [raw], start=1):
+        keys = ("role", "action", "resource", "reason")
+        fields = {k: entry.get(k) if isinstance(entry, dict) else None for k in keys}
+        missing = [k for k, v in fields.items() if not isinstance(v, str) or not v.strip()]
+        if missing:
+            raise IamError(f"{path}: entry {number} needs {', '.join(missing)}")
+        entries.append(Allowance(**{k: str(v).strip() for k, v in fields.items()}))
+    return entries
+
+
+def stale_allowances(reports: Sequence[RoleReport], allowance: Sequence[Allowance]) -> list[Allowance]:
+    """Entries that keep no grant of the template: the grant went or was renamed, so the entry must too."""
+    granted = {(r.role, g.action, g.resource) for r in reports for g in r.granted}
+    return [a for a in allowance if (a.role, a.action, a.resource) not in granted]
+
+
+def report(
+    model: IamModel, records: Sequence[Mapping[str, Any]], allowance: Sequence[Allowance] = ()
+) -> list[RoleReport]:
+    """Per role: what the template grants, what the recorded runs used, what they were refused
+    (an unused grant the allowance keeps is listed with its reason, apart from ``unused``)."""
     template = str(model.template.resolve())
-    used: Counter[tuple[str, str, str, str]] = Counter()
+    used: Counter[tuple[str, str, str]] = Counter()
+    requested: dict[str, Counter[tuple[str, str]]] = {}
     denied: Counter[tuple[str, str, str]] = Counter()
     for record in records:
         if str(Path(record.get("template", "")).resolve()) != template:
             continue
         for entry in record.get("used", []):
-            key = (entry["role"], entry["policy"], entry["action"], normalise_resource(entry["resource"]))
+            # By what was granted, not by the policy granting it: SAM numbers a role's policies
+            # by position, so a usage file outlives an edit that moves one.
+            key = (entry["role"], entry["action"], normalise_resource(entry["resource"]))
             used[key] += int(entry.get("calls", 1))
+        for entry in record.get("requested", []):
+            calls = requested.setdefault(entry["role"], Counter())
+            calls[(entry["action"], normalise_resource(entry["resource"]))] += int(entry.get("calls", 1))
         for entry in record.get("denied", []):
             denied[(entry["role"], entry["action"], normalise_resource(entry["resource"]))] += int(entry["calls"])
     callers: dict[str, list[str]] = {}
@@ -723,18 +800,28 @@ def report(model: IamModel, records: Sequence[Mapping[str, Any]]) -> list[RoleRe
                 normal = Grant(grant.action, normalise_resource(grant.resource), grant.policy)
                 if normal not in granted:
                     granted.append(normal)
-        counts = {g: used[(role.logical_id, g.policy, g.action, g.resource)] for g in granted}
+        calls = requested.get(role.logical_id, Counter())
+        counts = {
+            # A grant of this template is used if a recorded run used it, or made a request it
+            # covers (a run of an earlier template whose grant was broader).
+            g: used[(role.logical_id, g.action, g.resource)]
+            or sum(n for (action, resource), n in calls.items() if g.covers(AccessRequest(action, resource)))
+            for g in granted
+        }
+        never = [g for g in granted if not counts[g] and not g.platform]
+        kept = {g: next((a.reason for a in allowance if a.keeps(role.logical_id, g)), None) for g in never}
         reports.append(
             RoleReport(
                 role=role.logical_id,
                 callers=tuple(sorted(callers.get(role.logical_id, []))),
                 granted=tuple(granted),
                 used={g: n for g, n in counts.items() if n},
-                unused=tuple(g for g in granted if not counts[g] and not g.platform),
+                unused=tuple(g for g in never if kept[g] is None),
                 platform=tuple(g for g in granted if g.platform),
                 denied=tuple(
                     (action, resource, n) for (r, action, resource), n in sorted(denied.items()) if r == role.logical_id
                 ),
+                allowed=tuple((g, reason) for g, reason in kept.items() if reason is not None),
             )
         )
     return reports

@@ -114,6 +114,10 @@ SEAMS += (
     ),
     ("moto.stepfunctions.parser.asl.utils.json_path", "extract_json"),
     ("moto.stepfunctions.parser.asl.component.state.choice.state_choice", "StateChoice._eval_state"),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
+        "_SERVICE_ERROR_NAMES",
+    ),
 )
 
 _installed = False
@@ -170,6 +174,7 @@ def install_seams() -> None:
         _install_parse_cache()
         _install_validation_memo()
         _install_generic_sdk_errors()
+        _install_aws_sdk_service_names()
         _install_definite_paths()
         _install_no_choice_matched()
         limits.install()
@@ -1029,6 +1034,26 @@ def _unmodelled_as(
         return error, cause
 
     return _error_cause_from_client_error
+
+
+#: The service part of an ``aws-sdk`` integration's error name: the AWS SDK for Java v2 client's
+#: name (``CloudWatch.CloudWatchException`` for an error CloudWatch's model does not declare).
+#: moto knows dynamodb (DynamoDb) and sfn (Sfn) and spells any other lower-case.
+AWS_SDK_SERVICE_NAMES = {
+    "cloudwatch": "CloudWatch",
+    "lambda": "Lambda",
+    "s3": "S3",
+    "secretsmanager": "SecretsManager",
+    "sns": "Sns",
+    "sqs": "Sqs",
+}
+
+
+def _install_aws_sdk_service_names() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
+
+    for service, name in AWS_SDK_SERVICE_NAMES.items():
+        state_task_service_aws_sdk._SERVICE_ERROR_NAMES.setdefault(service, name)
 
 
 def _install_generic_sdk_errors() -> None:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import botocore.session
 import pytest
 
-from local_runtime.iam import AccessRequest, Decision, Statement, evaluate, normalise_resource, requests_for
+from local_runtime.iam import (
+    AccessRequest,
+    Allowance,
+    Decision,
+    IamModel,
+    Role,
+    Statement,
+    evaluate,
+    normalise_resource,
+    report,
+    requests_for,
+    stale_allowances,
+)
 
 ACCOUNT = "123456789012"
 TABLE = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/Connections"
@@ -140,3 +153,55 @@ def test_the_management_api_is_manage_connections_on_the_route(models):
 def test_secret_arns_compare_without_their_random_suffix():
     arn = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:SigningKeySecret-AbC123"
     assert normalise_resource(arn) == f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:SigningKeySecret-*"
+
+
+def test_put_metric_data_carries_its_namespace_for_the_condition_key(models):
+    found = requests_for(
+        models("cloudwatch"),
+        "PutMetricData",
+        {"Namespace": "Breakwater", "MetricData": []},
+        region="us-east-1",
+        account=ACCOUNT,
+        endpoint="https://monitoring.us-east-1.amazonaws.com",
+    )
+    scoped = statement(
+        action="cloudwatch:PutMetricData", Condition={"StringEquals": {"cloudwatch:namespace": "Breakwater"}}
+    )
+    assert [(r.action, r.resource, r.context["cloudwatch:namespace"]) for r in found] == [
+        ("cloudwatch:PutMetricData", "*", "Breakwater")
+    ]
+    assert evaluate([scoped], found[0]).allowed
+    # StringEquals is case-sensitive: another namespace, however spelt, is refused.
+    other = AccessRequest(found[0].action, "*", {**found[0].context, "cloudwatch:namespace": "breakwater"})
+    assert not evaluate([scoped], other).allowed
+
+
+def model_with(*statements: Statement) -> IamModel:
+    role = Role("FnRole", "stack-FnRole", f"arn:aws:iam::{ACCOUNT}:role/stack-FnRole", statements)
+    return IamModel(Path("template.yaml"), {role.arn: role}, {"Fn": role.arn})
+
+
+def test_a_grant_is_used_by_a_request_it_covers_whatever_policy_a_run_had():
+    # A run of an earlier template granted the table through a wildcard; the request it
+    # recorded still counts for today's exact grant.
+    model = model_with(statement(action=["dynamodb:GetItem", "dynamodb:PutItem"], resource=TABLE))
+    record = {
+        "template": "template.yaml",
+        "used": [{"role": "FnRole", "action": "dynamodb:*", "resource": "*", "policy": "Old", "calls": 2}],
+        "requested": [{"role": "FnRole", "action": "dynamodb:GetItem", "resource": TABLE, "calls": 2}],
+    }
+    (only,) = report(model, [record])
+    assert [(g.action, n) for g, n in only.used.items()] == [("dynamodb:GetItem", 2)]
+    assert [g.action for g in only.unused] == ["dynamodb:PutItem"]
+
+
+def test_the_allowance_keeps_an_unused_grant_with_its_reason_and_names_stale_entries():
+    model = model_with(statement(action=["dynamodb:GetItem", "dynamodb:PutItem"], resource=TABLE))
+    keep = Allowance("FnRole", "dynamodb:PutItem", TABLE, "only on AWS")
+    gone = Allowance("FnRole", "dynamodb:DeleteItem", TABLE, "was removed")
+
+    reports = report(model, [], [keep, gone])
+
+    assert [g.action for g in reports[0].unused] == ["dynamodb:GetItem"]
+    assert [(g.action, why) for g, why in reports[0].allowed] == [("dynamodb:PutItem", "only on AWS")]
+    assert stale_allowances(reports, [keep, gone]) == [gone]
