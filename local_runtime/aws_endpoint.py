@@ -96,7 +96,10 @@ def _rest_operation(service: str, environ: Mapping[str, Any]) -> tuple[str, dict
         http = model.operation_model(name).http
         if http.get("method") != method:
             continue
+        # A client botocore made for S3 moves the bucket out of requestUri into authPath (in
+        # the shared model); the path the request came on is authPath then.
         uri, _, needs = str(http.get("requestUri", "/")).partition("?")
+        uri = str(http.get("authPath") or uri)
         if needs and not all(part.split("=", 1)[0] in query for part in needs.split("&")):
             continue
         pattern = re.sub(

@@ -57,6 +57,7 @@ __all__ = [
     "build_for_containers",
     "layer_arn",
     "native_architecture",
+    "on_architecture",
 ]
 
 #: Seconds a container's first invocation may take beyond the function's Timeout (its init).
@@ -89,7 +90,7 @@ def layer_arn(root: Path) -> str:
     return f"arn:aws:lambda:us-east-1:123456789012:layer:breakwater-resilience:{int(digest.hexdigest()[:12], 16)}"
 
 
-def _on_architecture(template: Path, work: Path, architecture: str) -> Path:
+def on_architecture(template: Path, work: Path, architecture: str) -> Path:
     """The template with every function and the layer on ``architecture`` (paths made absolute)."""
     root = template.parent
     text = template.read_text(encoding="utf-8")
@@ -115,7 +116,7 @@ def build_for_containers(template: Path, work: Path, architecture: str | None = 
     """
     architecture = architecture or native_architecture()
     template = template.resolve()
-    source = template if architecture == "arm64" else _on_architecture(template, work, architecture)
+    source = template if architecture == "arm64" else on_architecture(template, work, architecture)
     build_dir = work / "build"
     done = subprocess.run(
         [_sam(), "build", "-t", str(source), "--build-dir", str(build_dir),
@@ -243,10 +244,13 @@ class LambdaContainers:
         work: Path,
         architecture: str | None = None,
         host: str = "127.0.0.1",
+        build: tuple[Path, Path] | None = None,
     ) -> None:
         self.runtime = runtime
+        #: (built template, layer cache) already made by :func:`build_for_containers` or alike.
+        self.build = build
         self.endpoint = endpoint
-        self.work = work
+        self.work = work.resolve()  # SAM runs in the build folder: every path it gets is absolute
         self.architecture = architecture or native_architecture()
         self.host = host
         self.port = 0
@@ -262,7 +266,7 @@ class LambdaContainers:
 
     def start(self) -> LambdaContainers:
         began = real_monotonic()
-        template, layer_cache = build_for_containers(
+        template, layer_cache = self.build or build_for_containers(
             self.runtime.template_path, self.work / self.architecture, self.architecture
         )
         self.build_seconds = real_monotonic() - began

@@ -73,6 +73,7 @@ class LiveStack:
         up_file: Path | None = None,
         containers: bool = False,
         containers_dir: Path = Path(".bw") / "up-containers",
+        containers_build: tuple[Path, Path] | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
@@ -83,6 +84,7 @@ class LiveStack:
         self._aws_port = 0 if containers and aws_port is None else aws_port
         self._containers_wanted = containers
         self._containers_dir = containers_dir
+        self._containers_build = containers_build
         self.containers: Any = None
         self.console: Console | None = Console(self, host=host, port=console_port) if console_port is not None else None
         self._speed = float(speed)
@@ -128,7 +130,9 @@ class LiveStack:
             if self._containers_wanted:
                 from local_runtime.lambda_containers import LambdaContainers
 
-                self.containers = LambdaContainers(self.runtime, self._moto, work=self._containers_dir, host=self.host)
+                self.containers = LambdaContainers(
+                    self.runtime, self._moto, work=self._containers_dir, host=self.host, build=self._containers_build
+                )
                 self.containers.start()
             if self.console is not None:
                 self.console.start()

@@ -37,10 +37,13 @@ PARAMETERS = {"ConnectRateLimit": "100000", "RateLimitMessages": "100000"}
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+def live(tmp_path_factory: pytest.TempPathFactory, native_template: tuple[Path, Path]) -> Iterator[LiveStack]:
+    """The stack on the tier's build (its Timeouts raised for SAM; the runtime enforces the template's)."""
     home = tmp_path_factory.mktemp("up")
     runtime = LocalRuntime(ROOT / "template.yaml", parameters=PARAMETERS, data=ROOT / "events" / "local_data.yaml")
-    stack = LiveStack(runtime, containers=True, containers_dir=WORK, up_file=home / "up.json").start()
+    stack = LiveStack(
+        runtime, containers=True, containers_dir=WORK, containers_build=native_template, up_file=home / "up.json"
+    ).start()
     try:
         yield stack
     finally:
