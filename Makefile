@@ -102,7 +102,8 @@ pytest: $(STAMP) browser
 	BW_IAM_USAGE=$(CURDIR)/$(IAM_USAGE) $(BIN)/pytest
 	$(BIN)/bw iam --usage $(IAM_USAGE) --check --strict
 
-# The container tier: `sam local` runs every function on the python3.13 arm64 Lambda image,
+# The container tier: `sam local` runs every function on the python3.13 arm64 Lambda image
+# (and `bw up --containers` runs a speaker and a listener on this host's architecture),
 # built offline once (tools/lambda_image.sh: debootstrap + awslambdaric, ~3 min; later runs
 # reuse it). Installs Docker, qemu and binfmt with apt when missing; a dockerd it starts is
 # stopped at the end.

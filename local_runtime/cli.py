@@ -637,6 +637,14 @@ def up(
     no_aws: Annotated[bool, typer.Option("--no-aws", help="Do not serve the AWS endpoint.")] = False,
     idle_timeout: Annotated[float, typer.Option(help="WebSocket idle timeout, stack seconds.")] = 600.0,
     max_connection: Annotated[float, typer.Option(help="WebSocket maximum duration, stack seconds.")] = 7200.0,
+    containers: Annotated[
+        bool,
+        typer.Option(
+            "--containers",
+            help="Run every function in a real Lambda container (sam local start-lambda; needs Docker and "
+            "the image `make lambda-image` builds).",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole template live on 127.0.0.1 until Ctrl-C (the strict runtime behind real sockets)."""
     import signal
@@ -667,8 +675,9 @@ def up(
             speed=speed,
             limits=limits,
             up_file=UP_FILE,
+            containers=containers,
         ).start()
-    except (TemplateError, ValueError, FileNotFoundError, OSError) as exc:
+    except (TemplateError, ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
         _fail(str(exc))
         return
     try:
@@ -686,6 +695,11 @@ def up(
             )
         if stack.http is not None:
             console.print(f"  HTTP API: {', '.join(r.route_key for r in stack.http.routes)}")
+        if stack.containers is not None:
+            console.print(
+                f"  functions in Lambda containers ({stack.containers.architecture}, sam build in "
+                f"{stack.containers.build_seconds:.1f} s); their logs: {stack.containers.log_path}"
+            )
         console.print(f"Endpoints written to {UP_FILE}; `bw fault add|list|clear` acts on this stack. Ctrl-C stops it.")
         while not stop.wait(0.5):
             pass

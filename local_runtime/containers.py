@@ -194,12 +194,15 @@ class Gateway:
         image: str = LAMBDA_IMAGE,
         name: str = GATEWAY_CONTAINER,
         port: int = GATEWAY_PORT,
+        platform: str = "linux/arm64",
     ) -> None:
         self.target_port = target_port
         self.network = network
         self.image = image
         self.name = name
         self.port = port
+        self.platform = platform
+        self.container_id = ""
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -212,8 +215,8 @@ class Gateway:
         if not _docker("network", "ls", "-q", "--filter", f"name=^{self.network}$"):
             _docker("network", "create", self.network)
         _docker("rm", "-f", self.name, check=False)
-        _docker(
-            "run", "-d", "--rm", "--name", self.name, "--platform", "linux/arm64",
+        self.container_id = _docker(
+            "run", "-d", "--rm", "--name", self.name, "--platform", self.platform,
             "--network", self.network, "--network-alias", GATEWAY_ALIAS,
             "--network-alias", f"sync-{GATEWAY_ALIAS}",
             "--entrypoint", "/bin/sleep", self.image, "infinity",

@@ -627,32 +627,19 @@ def _install_client_check(active: Any) -> None:
         model: IamModel | None = getattr(runtime, "iam", None) if runtime is not None else None
         if model is None or role_arn is None or getattr(self, ADMINISTRATOR, False):
             return original(self, operation_name, api_params)
-        service_model = self.meta.service_model
-        requests = requests_for(
-            service_model,
+        refused = refusal(
+            runtime,
+            role_arn,
+            _SESSION.get(),
+            self.meta.service_model,
             operation_name,
             api_params,
             region=self.meta.region_name,
-            account=runtime.account_id,
             endpoint=self.meta.endpoint_url,
         )
-        requests = [runtime.physical_request(r) for r in requests]
-        if service_model.service_name == "s3" and operation_name in ("GetObject", "HeadObject"):
-            requests += _missing_object(runtime.account_id, api_params, requests)
-        decision = model.authorize(role_arn, requests)
-        if decision is None:
+        if refused is None:
             return original(self, operation_name, api_params)
-        from local_runtime.protocols import error_response
-
-        role = model.roles[role_arn]
-        message = decision.message(role.session_arn(_SESSION.get() or role.name))
-        code, status, key = _denied_shape(service_model.service_name)
-        status_code, headers, body = error_response(
-            service_model.operation_model(operation_name), code, message, status, message_key=key
-        )
-        if service_model.metadata.get("awsQueryCompatible") is not None:
-            # JSON services that grew out of the query protocol name the code in this header.
-            headers["x-amzn-query-error"] = f"{code};Sender"
+        status_code, headers, body = refused
         _local.pending = (status_code, headers, body)
         try:
             return original(self, operation_name, api_params)
@@ -678,6 +665,46 @@ def _missing_object(account: str, params: Mapping[str, Any], requests: Sequence[
         return []
     context = requests[0].context if requests else {}
     return [AccessRequest("s3:ListBucket", f"arn:aws:s3:::{bucket}", context)]
+
+
+def refusal(
+    runtime: Any,
+    role_arn: str,
+    session: str,
+    service_model: Any,
+    operation: str,
+    params: Mapping[str, Any],
+    *,
+    region: str,
+    endpoint: str,
+) -> tuple[int, dict[str, str], str] | None:
+    """AWS's AccessDenied answer (status, headers, body) when ``role_arn`` may not make this
+    call, None when it may (the grants it used are recorded). Shared by the runtime's own
+    botocore clients and the ``aws`` endpoint that containers call."""
+    model: IamModel | None = getattr(runtime, "iam", None)
+    if model is None:
+        return None
+    requests = requests_for(
+        service_model, operation, params, region=region, account=runtime.account_id, endpoint=endpoint
+    )
+    requests = [runtime.physical_request(r) for r in requests]
+    if service_model.service_name == "s3" and operation in ("GetObject", "HeadObject"):
+        requests += _missing_object(runtime.account_id, params, requests)
+    decision = model.authorize(role_arn, requests)
+    if decision is None:
+        return None
+    from local_runtime.protocols import error_response
+
+    role = model.roles[role_arn]
+    message = decision.message(role.session_arn(session or role.name))
+    code, status, key = _denied_shape(service_model.service_name)
+    status_code, headers, body = error_response(
+        service_model.operation_model(operation), code, message, status, message_key=key
+    )
+    if service_model.metadata.get("awsQueryCompatible") is not None:
+        # JSON services that grew out of the query protocol name the code in this header.
+        headers["x-amzn-query-error"] = f"{code};Sender"
+    return status_code, headers, body
 
 
 def _denied_shape(service: str) -> tuple[str, int, str]:

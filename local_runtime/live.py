@@ -11,7 +11,10 @@ behind real sockets:
 * optionally moto's own server (``"aws"``) on the same backends, for outside tools
   (:mod:`local_runtime.aws_endpoint`: fault rules apply, IAM does not),
 * the console (``"console"``, :mod:`local_runtime.console`): executions with their
-  traces, breakers, connections, Outbox, metrics and logs, in a local web page.
+  traces, breakers, connections, Outbox, metrics and logs, in a local web page,
+* optionally (``containers=True``, ``bw up --containers``) every function in a real
+  Lambda container (:mod:`local_runtime.lambda_containers`; ``"lambda"``: SAM's
+  Invoke API), calling the stack through the ``aws`` endpoint with its own role.
 
 Its endpoints are written to ``.bw/up.json`` while it runs.
 """
@@ -68,13 +71,21 @@ class LiveStack:
         limits: GatewayLimits | None = None,
         tick: float = 0.05,
         up_file: Path | None = None,
+        containers: bool = False,
+        containers_dir: Path = Path(".bw") / "up-containers",
+        containers_build: tuple[Path, Path] | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self.runtime = runtime
         self.host = host
         self._ports = {"websocket": websocket_port, "http": http_port, "control": control_port}
-        self._aws_port = aws_port
+        # The containers reach the stack through the aws endpoint: it runs whenever they do.
+        self._aws_port = 0 if containers and aws_port is None else aws_port
+        self._containers_wanted = containers
+        self._containers_dir = containers_dir
+        self._containers_build = containers_build
+        self.containers: Any = None
         self.console: Console | None = Console(self, host=host, port=console_port) if console_port is not None else None
         self._speed = float(speed)
         self._limits = limits
@@ -116,6 +127,13 @@ class LiveStack:
             threading.Thread(target=self._control.serve_forever, args=(0.1,), name="bw-control", daemon=True).start()
             if self._aws_port is not None:
                 self._start_moto_server(self._aws_port)
+            if self._containers_wanted:
+                from local_runtime.lambda_containers import LambdaContainers
+
+                self.containers = LambdaContainers(
+                    self.runtime, self._moto, work=self._containers_dir, host=self.host, build=self._containers_build
+                )
+                self.containers.start()
             if self.console is not None:
                 self.console.start()
             self._reanchor()
@@ -147,6 +165,10 @@ class LiveStack:
             self._control.shutdown()
             self._control.server_close()
             self._control = None
+        # After the gateway: its $disconnects ran in the containers.
+        if self.containers is not None:
+            self.containers.stop()
+            self.containers = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -170,6 +192,8 @@ class LiveStack:
             found["http"] = self.http.url
         if self._moto is not None:
             found["aws"] = self._moto.url
+        if self.containers is not None and self.containers.port:
+            found["lambda"] = f"http://{self.host}:{self.containers.port}"
         if self._control is not None:
             found["control"] = f"http://{self.host}:{self._control.server_address[1]}"
         if self.console is not None and self.console.running:

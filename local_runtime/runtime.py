@@ -103,6 +103,9 @@ class LocalRuntime:
         self.data_paths = [Path(data)] if isinstance(data, (str, Path)) else [Path(p) for p in data or ()]
         self.template: LocalTemplate
         self.functions: dict[str, LocalFunction] = {}
+        #: Set while ``bw up --containers`` runs (:class:`~local_runtime.lambda_containers.LambdaContainers`):
+        #: every invocation goes to the function's Lambda container instead of in-process.
+        self.containers: Any = None
         self._mock: Any = None
         self._clients: dict[str, Any] = {}
         self._started = False
@@ -355,7 +358,9 @@ class LocalRuntime:
     # -- Lambda ------------------------------------------------------------------------
     def function(self, name: str) -> LocalFunction:
         spec = self.template.function(name)
-        return self.functions[spec.logical_id]
+        local = self.functions[spec.logical_id]
+        containers = self.containers
+        return local if containers is None else containers.function(local)  # type: ignore[no-any-return]
 
     def invoke(self, name: str, event: Any = None) -> Invocation:
         """Run one handler, as ``sam local invoke`` does."""

@@ -45,6 +45,8 @@ from typing import Any
 
 import pytest
 
+from local_runtime.lambda_containers import layer_arn
+
 pytestmark = pytest.mark.containers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,33 +108,8 @@ def _sam_build(template: Path, build_dir: Path, *, emulated: bool) -> Path:
     return built
 
 
-def _on_architecture(architecture: str) -> Path:
-    """The template with every function and the layer on ``architecture`` (paths made absolute)."""
-    text = (ROOT / "template.yaml").read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^(\s+(?:Compatible)?Architectures:) \[arm64\]$", rf"\1 [{architecture}]", text)
-    text = re.sub(r"(?m)^(\s+BuildArchitecture:) arm64$", rf"\1 {architecture}", text)
-    text = re.sub(
-        r"(?m)^(\s+(?:CodeUri|ContentUri|DefinitionUri):) ([\w./-]+)$", lambda m: f"{m[1]} {ROOT / m[2]}", text
-    )
-    target = WORK / architecture / "template.yaml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
-    return target
-
-
-def _layer_version() -> int:
-    """A version that changes with the layer's source: SAM tags the image it bakes a layer
-    into by the layer's ARN and reuses an image of that tag, so a fixed version ran every
-    later tier on the first build's layer (it lacked modules added since)."""
-    root = ROOT / "layers" / "resilience"
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return int(digest.hexdigest()[:12], 16)
-
-
 #: The layer, as SAM finds an already downloaded one (see :func:`_layer_by_arn`).
-LAYER_ARN = f"arn:aws:lambda:us-east-1:123456789012:layer:breakwater-resilience:{_layer_version()}"
+LAYER_ARN = layer_arn(ROOT)
 
 
 def _layer_by_arn(built: Path) -> tuple[Path, Path]:
@@ -154,14 +131,6 @@ def _layer_by_arn(built: Path) -> tuple[Path, Path]:
     target = built.with_name("template.layer-by-arn.yaml")
     target.write_text(text.replace("- Ref: ResilienceLayer", f"- {LAYER_ARN}"), encoding="utf-8")
     return target, cache
-
-
-@pytest.fixture(scope="session")
-def native_template() -> tuple[Path, Path]:
-    """The build every case runs on (this host's architecture), and its layer cache."""
-    _docker_ready(NATIVE)
-    source = ROOT / "template.yaml" if NATIVE == "arm64" else _on_architecture(NATIVE)
-    return _layer_by_arn(_sam_build(source, WORK / NATIVE / "build", emulated=False))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,374 @@
+"""``bw up --containers``: every function of the live stack in a real Lambda container.
+
+SAM CLI's own machinery runs them: ``sam local start-lambda`` (the Lambda Invoke API on
+127.0.0.1, one warm container per function, ``--warm-containers LAZY``) on the
+``sam build`` output of the template for this host's architecture, with the layer, on the
+python3.13 image ``make lambda-image`` builds offline. The runtime's Lambda seam sends
+every invocation there instead of running the handler in-process -- the gateway's
+routes, the HTTP API, schedules and the state machines' ``lambda:invoke`` tasks alike --
+so the runtime's own checks stay in front (payload limits, the caller's IAM, the
+function's timeout) and errors come back as Lambda reports them (``FunctionError``,
+the handler's ``errorType``).
+
+The containers reach the stack through the live ``aws`` endpoint
+(:class:`~local_runtime.aws_endpoint.AwsEndpoint`), which listens on 127.0.0.1 only: a
+:class:`~local_runtime.containers.Gateway` relays ``bw-stack:4566`` on a Docker network of
+this stack's own to it. Each function signs with an access key id of its own, mapped
+to its execution role there, so every call it makes is evaluated against that role.
+
+Timeouts: SAM counts a cold start (the runtime's init) against the function's Timeout;
+Lambda gives the init its own budget. The build SAM runs gets every Timeout plus
+:data:`COLD_START_ALLOWANCE`, and the runtime enforces the template's Timeout itself
+(plus the allowance on a container's first invocation): past it the caller gets
+``Sandbox.Timedout``, as on Lambda; SAM's container may still finish that run.
+Invocations of one function run one at a time (one execution environment each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local_runtime.aws_endpoint import AwsEndpoint, Caller
+from local_runtime.clock import real_monotonic, real_sleep
+from local_runtime.containers import Gateway, env_vars
+from local_runtime.lambdas import LocalFunction
+from local_runtime.models import FunctionSpec, Invocation
+
+__all__ = [
+    "COLD_START_ALLOWANCE",
+    "ContainerFunction",
+    "LambdaContainers",
+    "access_key",
+    "build_for_containers",
+    "layer_arn",
+    "native_architecture",
+    "on_architecture",
+]
+
+#: Seconds a container's first invocation may take beyond the function's Timeout (its init).
+COLD_START_ALLOWANCE = 60
+#: How long ``sam local start-lambda`` may take to listen.
+_LISTEN_TIMEOUT = 120.0
+
+
+def native_architecture() -> str:
+    """This host's Lambda architecture (arm64 elsewhere runs under qemu, ~70 s a cold start)."""
+    return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+
+
+def _sam() -> str:
+    return shutil.which("sam") or str(Path(sys.executable).with_name("sam"))
+
+
+def _sam_env() -> dict[str, str]:
+    return {**os.environ, "SAM_CLI_TELEMETRY": "0", "SAM_CLI_DISABLE_VERSION_CHECK": "1"}
+
+
+def layer_arn(root: Path) -> str:
+    """The layer's ARN, its version following its source: SAM tags the image it bakes a
+    layer into by that ARN and reuses an image of that tag (a fixed version ran later
+    stacks on the first build's layer)."""
+    layer = root / "layers" / "resilience"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in layer.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(layer)).encode() + b"\0" + path.read_bytes())
+    return f"arn:aws:lambda:us-east-1:123456789012:layer:breakwater-resilience:{int(digest.hexdigest()[:12], 16)}"
+
+
+def on_architecture(template: Path, work: Path, architecture: str) -> Path:
+    """The template with every function and the layer on ``architecture`` (paths made absolute)."""
+    root = template.parent
+    text = template.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^(\s+(?:Compatible)?Architectures:) \[arm64\]$", rf"\1 [{architecture}]", text)
+    text = re.sub(r"(?m)^(\s+BuildArchitecture:) arm64$", rf"\1 {architecture}", text)
+    text = re.sub(
+        r"(?m)^(\s+(?:CodeUri|ContentUri|DefinitionUri):) ([\w./-]+)$", lambda m: f"{m[1]} {root / m[2]}", text
+    )
+    target = work / "template.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def build_for_containers(template: Path, work: Path, architecture: str | None = None) -> tuple[Path, Path]:
+    """``sam build`` of ``template`` for ``architecture`` (this host's by default) into
+    ``work``: (the built template SAM runs, the layer cache that holds the layer).
+
+    Compiled to bytecode (the code is mounted read-only: without it every cold start
+    compiles botocore and Powertools again); every Timeout plus the cold-start allowance;
+    the layer named by ARN and found in the layer cache, so one image holds it for every
+    function instead of one image build per container start.
+    """
+    architecture = architecture or native_architecture()
+    template = template.resolve()
+    source = template if architecture == "arm64" else on_architecture(template, work, architecture)
+    build_dir = work / "build"
+    done = subprocess.run(
+        [_sam(), "build", "-t", str(source), "--build-dir", str(build_dir),
+         "--cache-dir", str(work / "cache"), "--cached"],
+        cwd=template.parent, env=_sam_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"sam build failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    # In a process of its own: its worker pool would wait on the runtime's virtual clock here.
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "2", "--invalidation-mode", "unchecked-hash", str(build_dir)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    built = build_dir / "template.yaml"
+    text = built.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^(\s+Timeout:) (\d+)$", lambda m: f"{m[1]} {int(m[2]) + COLD_START_ALLOWANCE}", text)
+    if text.count("- Ref: ResilienceLayer") != 1:
+        raise RuntimeError("the layer is no longer one Globals entry of the built template")
+    arn = layer_arn(template.parent)
+    _, name, version = arn.rsplit(":", 2)
+    cache = work / "layer-cache"
+    cache.mkdir(exist_ok=True)
+    cached = cache / f"{name}-{version}-{hashlib.sha256(arn.encode()).hexdigest()[:10]}"
+    if cached.is_symlink() or cached.exists():
+        cached.unlink()
+    cached.symlink_to(build_dir / "ResilienceLayer", target_is_directory=True)
+    target = built.with_name("template.containers.yaml")
+    target.write_text(text.replace("- Ref: ResilienceLayer", f"- {arn}"), encoding="utf-8")
+    return target, cache
+
+
+def access_key(logical_id: str) -> str:
+    """A function's own access key id (AWS's shape: ASIA + 16 upper-case characters)."""
+    return "ASIA" + hashlib.sha256(logical_id.encode()).hexdigest()[:16].upper()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ContainerFunction:
+    """One function served by ``sam local start-lambda``: the runtime's Lambda seam calls
+    :meth:`invoke` as it calls :meth:`LocalFunction.invoke`."""
+
+    spec: FunctionSpec
+    local: LocalFunction
+    host: str
+    port: int
+    invocations: list[Invocation] = field(default_factory=list)
+    #: Real seconds of each invocation, cold ones first flagged (what ``bw up`` reports).
+    timings: list[tuple[bool, float]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _warm: bool = False
+
+    @property
+    def clock(self) -> Any:
+        return self.local.clock
+
+    @property
+    def role(self) -> str | None:
+        return self.local.role
+
+    def invoke(self, event: Any) -> Invocation:
+        body = json.dumps(event).encode("utf-8")
+        with self._lock:
+            cold = not self._warm
+            allowed = self.spec.timeout + (COLD_START_ALLOWANCE if cold else 0)
+            request_id = str(uuid.uuid4())
+            started = self.clock.now()
+            invocation = Invocation(self.spec.logical_id, request_id, None, started_at=started, cold_start=cold)
+            began = real_monotonic()
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=allowed)
+            try:
+                connection.request(
+                    "POST",
+                    f"/2015-03-31/functions/{self.spec.logical_id}/invocations",
+                    body=body,
+                    headers={"Content-Type": "application/json", "X-Amz-Invocation-Type": "RequestResponse"},
+                )
+                response = connection.getresponse()
+                raw = response.read()
+                status, function_error = response.status, response.getheader("X-Amz-Function-Error")
+            except TimeoutError:
+                status, function_error, raw = 0, None, b""
+            finally:
+                connection.close()
+            elapsed = real_monotonic() - began
+            self._warm = True
+            self.timings.append((cold, elapsed))
+        invocation.duration = elapsed
+        if status == 0 or elapsed > allowed:
+            invocation.error_type = "Sandbox.Timedout"
+            invocation.error_message = (
+                f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout:.2f} seconds"
+            )
+            invocation.payload = {"errorType": invocation.error_type, "errorMessage": invocation.error_message}
+        elif status != 200:
+            # SAM's own failure (no container, emulator gone): not an answer of the function.
+            raise RuntimeError(f"sam local start-lambda answered {status} for {self.spec.logical_id}: {raw[:500]!r}")
+        else:
+            try:
+                invocation.payload = json.loads(raw) if raw else None
+            except ValueError:
+                invocation.payload = raw.decode("utf-8", "replace")
+            if function_error is not None:
+                payload = invocation.payload if isinstance(invocation.payload, dict) else {}
+                invocation.error_type = str(payload.get("errorType") or function_error)
+                invocation.error_message = str(payload.get("errorMessage", ""))
+        self.invocations.append(invocation)
+        return invocation
+
+
+class LambdaContainers:
+    """``sam local start-lambda`` for a live stack, its Docker network and relay; the
+    runtime's functions answered by it while it runs (``runtime.containers``)."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        endpoint: AwsEndpoint,
+        *,
+        work: Path,
+        architecture: str | None = None,
+        host: str = "127.0.0.1",
+        build: tuple[Path, Path] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        #: (built template, layer cache) already made by :func:`build_for_containers` or alike.
+        self.build = build
+        self.endpoint = endpoint
+        self.work = work.resolve()  # SAM runs in the build folder: every path it gets is absolute
+        self.architecture = architecture or native_architecture()
+        self.host = host
+        self.port = 0
+        # One network and relay container per stack: two stacks (or the container tier)
+        # on one Docker never share names.
+        suffix = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.network = f"bw-up-{suffix}"
+        self.gateway: Gateway | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = work / "start-lambda.log"
+        self.functions: dict[str, ContainerFunction] = {}
+        self.build_seconds: float | None = None
+
+    def start(self) -> LambdaContainers:
+        began = real_monotonic()
+        template, layer_cache = self.build or build_for_containers(
+            self.runtime.template_path, self.work / self.architecture, self.architecture
+        )
+        self.build_seconds = real_monotonic() - began
+        try:
+            self._start_network()
+            env_file = self._write_env()
+            self._start_sam(template, layer_cache, env_file)
+        except BaseException:
+            self.stop()
+            raise
+        self.runtime.containers = self
+        return self
+
+    def _start_network(self) -> None:
+        _, target_port = self.endpoint.get_host_and_port()
+        self.gateway = Gateway(
+            int(target_port),
+            network=self.network,
+            image=f"public.ecr.aws/lambda/python:3.13-{self.architecture}",
+            name=self.network,
+            platform=f"linux/{'arm64' if self.architecture == 'arm64' else 'amd64'}",
+        ).start()
+
+    def _write_env(self) -> Path:
+        assert self.gateway is not None
+        template = self.runtime.template
+        document = env_vars(template, self.gateway.endpoint)
+        callers: dict[str, Caller] = {}
+        for logical_id, spec in template.functions.items():
+            key = access_key(logical_id)
+            document[logical_id]["AWS_ACCESS_KEY_ID"] = key
+            role = self.runtime.iam.role_for(logical_id) if self.runtime.iam is not None else None
+            if role is not None:
+                management = str(spec.environment.get("BW_WEBSOCKET_ENDPOINT", ""))
+                callers[key] = Caller(role.arn, spec.function_name, management)
+        self.endpoint.callers.clear()
+        self.endpoint.callers.update(callers)
+        env_file = self.work / "env.json"
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        env_file.write_text(json.dumps(document, indent=1), encoding="utf-8")
+        return env_file
+
+    def _start_sam(self, template: Path, layer_cache: Path, env_file: Path) -> None:
+        self.port = _free_port(self.host)
+        log = self.log_path.open("wb")
+        # Its own session: a Ctrl-C at the terminal reaches bw, whose stop() then stops SAM
+        # (SIGINT: SAM removes its warm containers) after the stack's sockets are closed.
+        self.process = subprocess.Popen(
+            [_sam(), "local", "start-lambda", "-t", str(template), "--layer-cache-basedir", str(layer_cache),
+             "--env-vars", str(env_file), "--docker-network", self.network, "--skip-pull-image",
+             "--warm-containers", "LAZY", "--host", self.host, "--port", str(self.port)],
+            cwd=template.parent, env=_sam_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        deadline = real_monotonic() + _LISTEN_TIMEOUT
+        while True:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or real_monotonic() > deadline:
+                    raise RuntimeError(f"sam local start-lambda did not listen; see {self.log_path}") from None
+                real_sleep(0.5)
+
+    def stop(self) -> None:
+        """SAM first (SIGINT: it removes its containers), then the relay and the network."""
+        if self.runtime.containers is self:
+            self.runtime.containers = None
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+            # Whatever SAM left on the network (a kill, a container it was still creating).
+            left = subprocess.run(
+                ["docker", "ps", "-aq", "--filter", f"network={self.network}"],
+                capture_output=True, text=True, check=False,
+            ).stdout.split()  # fmt: skip
+            if self.gateway is not None:
+                left = [c for c in left if not self.gateway.container_id.startswith(c)]
+            if left:
+                subprocess.run(["docker", "rm", "-f", *left], capture_output=True, check=False)
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        subprocess.run(["docker", "network", "rm", self.network], capture_output=True, check=False)
+        self.endpoint.callers.clear()
+
+    def function(self, local: LocalFunction) -> ContainerFunction:
+        """The container that answers for ``local`` (the runtime's seam asks for each call;
+        a reset gives the runtime new LocalFunctions, the containers stay warm)."""
+        found = self.functions.get(local.spec.logical_id)
+        if found is None:
+            found = ContainerFunction(local.spec, local, self.host, self.port)
+            self.functions[local.spec.logical_id] = found
+        found.local = local
+        return found
+
+    def timings(self) -> dict[str, list[tuple[bool, float]]]:
+        """Real seconds of every invocation so far, by function, (cold?, seconds) each."""
+        return {name: list(function.timings) for name, function in sorted(self.functions.items())}

@@ -1,0 +1,169 @@
+"""``bw up --containers``: the live stack with every function in a real Lambda container.
+
+The same stack as ``tests/live`` (the strict runtime behind real sockets), but each
+invocation -- the gateway's routes, the state machines' ``lambda:invoke`` tasks -- runs
+in SAM's ``start-lambda`` container of the function (this host's architecture), which
+calls the stack through the ``aws`` endpoint with its own role. A speaker and a listener
+connect with tokens, the speaker sends, the listener receives and the ack comes back;
+stopping the stack leaves no container, network, process or port behind.
+
+Real seconds of every invocation (cold and warm) go to ``.bw/up-containers/timings.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from local_runtime import LocalRuntime
+from local_runtime.gateway import RealTimeLoop
+from local_runtime.lambda_containers import access_key
+from local_runtime.live import LiveStack, wait_until
+
+pytestmark = pytest.mark.containers
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / ".bw" / "up-containers"
+#: One machine is every client: the per-IP $connect limit is the live tier's business.
+PARAMETERS = {"ConnectRateLimit": "100000", "RateLimitMessages": "100000"}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, native_template: tuple[Path, Path]) -> Iterator[LiveStack]:
+    """The stack on the tier's build (its Timeouts raised for SAM; the runtime enforces the template's)."""
+    home = tmp_path_factory.mktemp("up")
+    runtime = LocalRuntime(ROOT / "template.yaml", parameters=PARAMETERS, data=ROOT / "events" / "local_data.yaml")
+    stack = LiveStack(
+        runtime, containers=True, containers_dir=WORK, containers_build=native_template, up_file=home / "up.json"
+    ).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _run(coroutine: Any) -> Any:
+    async def main() -> Any:
+        return await coroutine
+
+    with asyncio.Runner(loop_factory=RealTimeLoop) as runner:
+        return runner.run(main())
+
+
+async def _open(stack: LiveStack, role: str, token: str) -> ClientConnection:
+    assert stack.gateway is not None
+    return await connect(
+        f"{stack.gateway.url}/?role={role}&tenant=acme&session=containers",
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=180,  # two cold starts: ConnectFunction, then the workflow's VerifyTokenFunction
+    )
+
+
+def _send(n: int) -> str:
+    return json.dumps(
+        {
+            "action": "sendMessage",
+            "sessionId": "containers",
+            "clientMessageId": f"{n:08x}-0000-4000-8000-000000000000",
+            "body": {"n": n},
+        }
+    )
+
+
+async def _frame(client: ClientConnection, timeout: float = 180.0) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(client.recv(), timeout))  # type: ignore[no-any-return]
+
+
+def test_a_speaker_reaches_a_listener_through_lambda_containers(live: LiveStack) -> None:
+    runtime = live.runtime
+    speaker_token = runtime.breakwater_token(subject="host-1", roles=("speaker",))
+    listener_token = runtime.breakwater_token(subject="guest-1", roles=("listener",))
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        speaker = await _open(live, "speaker", speaker_token)
+        listener = await _open(live, "listener", listener_token)
+        acks, received = [], []
+        for n in (1, 2):  # the first sendMessage is its container's cold start, the second warm
+            await speaker.send(_send(n))
+            acks.append(await _frame(speaker))
+            received.append(await _frame(listener))
+        await speaker.close()
+        await listener.close()
+        return acks, received
+
+    acks, received = _run(scenario())
+
+    assert [a["type"] for a in acks] == ["ack", "ack"], acks
+    assert [a["recipients"]["delivered"] for a in acks] == [1, 1], acks
+    assert [(m["type"], m["body"]) for m in received] == [("message", {"n": 1}), ("message", {"n": 2})], received
+    containers = live.containers
+    assert containers is not None
+    # The ack is posted from inside sendMessage: its invocation returns just after.
+    assert wait_until(lambda: len(containers.timings().get("SendMessageFunction", ())) == 2, timeout=60)
+    timings = containers.timings()
+    # Every function that answered ran in its container: the in-process handlers stayed unloaded.
+    for name in ("ConnectFunction", "VerifyTokenFunction", "SendMessageFunction"):
+        assert timings.get(name), (name, timings)
+        assert runtime.functions[name].invocations == [], name
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "timings.json").write_text(json.dumps(timings, indent=1), encoding="utf-8")
+    print("\ninvocations through the live stack (cold?, real seconds):", json.dumps(timings))
+
+
+def test_a_function_key_is_held_to_its_role_at_the_aws_endpoint(live: LiveStack) -> None:
+    """What a container signs with its own key is evaluated against its role, as on AWS."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    endpoint = live.endpoints()["aws"]
+
+    def client(function: str) -> Any:
+        return boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=access_key(function),
+            aws_secret_access_key="testing",
+        )
+
+    health = client("HealthFunction")
+    with pytest.raises(ClientError) as refused:
+        health.delete_table(TableName="ConnectionsTable")
+    error = refused.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException"
+    assert (
+        "HealthFunction" in error["Message"] or "is not authorized to perform: dynamodb:DeleteTable" in error["Message"]
+    ), error
+    assert "ConnectionsTable" in live.runtime.client("dynamodb").list_tables()["TableNames"]
+
+
+def test_stopping_leaves_no_container_network_process_or_port(live: LiveStack) -> None:
+    containers = live.containers
+    assert containers is not None
+    network, process, port = containers.network, containers.process, containers.port
+    assert process is not None
+
+    def docker_ps(*filters: str) -> set[str]:
+        found = subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True, check=True)
+        return set(found.stdout.split())
+
+    ours = docker_ps("--filter", f"network={network}")
+    assert len(ours) >= 2, ours  # the relay and the functions' warm containers
+    live.stop()
+
+    assert process.poll() is not None
+    assert ours & docker_ps() == set()
+    networks = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"name=^{network}$"], capture_output=True, text=True, check=True
+    )
+    assert networks.stdout.split() == []
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
