@@ -574,6 +574,7 @@ def up(
     http_port: Annotated[int, typer.Option(help="HTTP API port (0: any free port).")] = 0,
     aws_port: Annotated[int, typer.Option(help="moto's AWS endpoint for outside tools (0: any free port).")] = 0,
     console_port: Annotated[int, typer.Option(help="The console web page (0: any free port).")] = 0,
+    logs: LogsOption = "files",
     no_aws: Annotated[bool, typer.Option("--no-aws", help="Do not serve the AWS endpoint.")] = False,
     idle_timeout: Annotated[float, typer.Option(help="WebSocket idle timeout, stack seconds.")] = 600.0,
     max_connection: Annotated[float, typer.Option(help="WebSocket maximum duration, stack seconds.")] = 7200.0,
@@ -584,57 +585,65 @@ def up(
 
     from local_runtime.gateway import GatewayLimits
     from local_runtime.live import UP_FILE, LiveStack
+    from local_runtime.logs import LOG_DIR
 
     if speed <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--speed")
     running = _running_stack(UP_FILE)
     if running is not None:
         _fail(f"a stack is already running here (control {running}); stop it first, or run from another directory")
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    limits = GatewayLimits(idle_seconds=idle_timeout, max_seconds=max_connection)
-    try:
-        runtime = LocalRuntime(
-            template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
-        )
-        stack = LiveStack(
-            runtime,
-            host=host,
-            websocket_port=port,
-            http_port=http_port,
-            aws_port=None if no_aws else aws_port,
-            console_port=console_port,
-            speed=speed,
-            limits=limits,
-            up_file=UP_FILE,
-        ).start()
-    except (TemplateError, ValueError, FileNotFoundError, OSError) as exc:
-        _fail(str(exc))
-        return
-    try:
-        endpoints = stack.endpoints()
-        console.print(
-            f"[bold]breakwater[/] live on {host} (started in {stack.started_in:.2f} s, of which the runtime "
-            f"{stack.runtime_started_in:.2f} s; speed {speed:g}x)"
-        )
-        for name, url in endpoints.items():
-            console.print(f"  {name:<10} {url}")
-        if stack.gateway is not None:
-            console.print(
-                f"  WebSocket API {stack.gateway.spec.logical_id}, stage {stack.gateway.spec.stage}: "
-                f"routes {', '.join(sorted(stack.gateway.spec.routes))}"
+    with _function_logs(logs):
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        limits = GatewayLimits(idle_seconds=idle_timeout, max_seconds=max_connection)
+        try:
+            runtime = LocalRuntime(
+                template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
             )
-        if stack.http is not None:
-            console.print(f"  HTTP API: {', '.join(r.route_key for r in stack.http.routes)}")
-        console.print(f"Endpoints written to {UP_FILE}; `bw fault add|list|clear` acts on this stack. Ctrl-C stops it.")
-        while not stop.wait(0.5):
-            pass
-        console.print("stopping: closing connections ($disconnect for each), ports, the runtime")
-    finally:
-        stack.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _report_refusals(runtime)
+            stack = LiveStack(
+                runtime,
+                host=host,
+                websocket_port=port,
+                http_port=http_port,
+                aws_port=None if no_aws else aws_port,
+                console_port=console_port,
+                speed=speed,
+                limits=limits,
+                up_file=UP_FILE,
+            ).start()
+        except (TemplateError, ValueError, FileNotFoundError, OSError) as exc:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _fail(str(exc))
+            return
+        try:
+            endpoints = stack.endpoints()
+            console.print(
+                f"[bold]breakwater[/] live on {host} (started in {stack.started_in:.2f} s, of which the runtime "
+                f"{stack.runtime_started_in:.2f} s; speed {speed:g}x)"
+            )
+            for name, url in endpoints.items():
+                console.print(f"  {name:<10} {url}")
+            if stack.gateway is not None:
+                console.print(
+                    f"  WebSocket API {stack.gateway.spec.logical_id}, stage {stack.gateway.spec.stage}: "
+                    f"routes {', '.join(sorted(stack.gateway.spec.routes))}"
+                )
+            if stack.http is not None:
+                console.print(f"  HTTP API: {', '.join(r.route_key for r in stack.http.routes)}")
+            if logs == "files":
+                console.print(f"  logs       {LOG_DIR}/FUNCTION.log (`bw logs FUNCTION`, and the console's Logs tab)")
+            console.print(
+                f"Endpoints written to {UP_FILE}; `bw fault add|list|clear` acts on this stack. Ctrl-C stops it."
+            )
+            while not stop.wait(0.5):
+                pass
+            console.print("stopping: closing connections ($disconnect for each), ports, the runtime")
+        finally:
+            stack.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _report_refusals(runtime)
 
 
 def _running_stack(up_file: Path) -> str | None:
