@@ -312,8 +312,8 @@ def logs_command(
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many of the last lines to show (0: all).")] = 50,
     raw: Annotated[bool, typer.Option("--raw", help="Print the JSON lines as written.")] = False,
 ) -> None:
-    """A function's log records and EMF metrics from `bw invoke`, `bw run` and `bw demo`: time, level, message,
-    correlation id."""
+    """A function's log records and EMF metrics from `bw invoke`, `bw run`, `bw up` and `bw demo`: time, level,
+    message, correlation id."""
     import time
 
     from local_runtime.logs import LOG_DIR, log_file
@@ -321,7 +321,7 @@ def logs_command(
     path = log_file(function)
     if not path.is_file() and not follow:
         known = sorted(p.stem for p in LOG_DIR.glob("*.log")) if LOG_DIR.is_dir() else []
-        _fail(f"no logs for {function!r} in {LOG_DIR}; known: {', '.join(known) or 'none (run bw invoke/run/demo)'}")
+        _fail(f"no logs for {function!r} in {LOG_DIR}; known: {', '.join(known) or 'none (run bw invoke/run/up/demo)'}")
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     last = text.splitlines()
     for line in last[-lines:] if lines > 0 else last:

@@ -56,7 +56,7 @@ _local = threading.local()
 _lock = threading.Lock()
 _sinks: tuple[Sink, ...] = ()
 _running = 0  # functions running now, in every thread
-_layers: list[_Tee] = []  # the tees put on sys.stdout/stderr meanwhile
+_STREAMS = (("stdout", STDOUT), ("stderr", STDERR))
 
 
 def _stack() -> list[str]:
@@ -90,12 +90,10 @@ def _enter() -> None:
         _running += 1
         if not _sinks:
             return
-        for name, kind in (("stdout", STDOUT), ("stderr", STDERR)):
+        for name, kind in _STREAMS:
             current = getattr(sys, name)
             if not isinstance(current, _Tee):  # none yet, or something swapped it since
-                layer = _Tee(current, name, kind)
-                setattr(sys, name, layer)
-                _layers.append(layer)
+                setattr(sys, name, _Tee(current, name, kind))
 
 
 def _leave() -> None:
@@ -104,10 +102,11 @@ def _leave() -> None:
         _running -= 1
         if _running:
             return
-        for layer in reversed(_layers):  # a layer someone else covered meanwhile is theirs to restore
-            if getattr(sys, layer.name) is layer:
-                setattr(sys, layer.name, layer.below)
-        _layers.clear()
+        # No function runs: no tee stays. One that something covered meanwhile is back on
+        # top only if that something restored it (pytest's capsys does): unwrapped too.
+        for name, _ in _STREAMS:
+            while isinstance(top := getattr(sys, name), _Tee):
+                setattr(sys, name, top.below)
 
 
 @contextmanager

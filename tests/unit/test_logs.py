@@ -69,6 +69,20 @@ def test_a_stream_swapped_in_and_closed_meanwhile_is_never_written_to_again() ->
     assert [line for _, line, _ in kept.lines] == ["during the runner", "a nested invoke", "after the runner"]
 
 
+def test_a_tee_put_back_by_whoever_saved_it_is_gone_once_no_function_runs() -> None:
+    terminal, kept = io.StringIO(), Kept()
+    with redirect_stdout(terminal), logs.listening(logs.Sink(kept.keep)):
+        with logs.running("ConnectFunction"):
+            saved = sys.stdout  # pytest's capsys starts while a function runs...
+            sys.stdout = io.StringIO()
+        sys.stdout = saved  # ...and ends after it returned
+        with logs.running("ConnectFunction"):
+            print("next invoke")
+        assert sys.stdout is terminal
+    assert terminal.getvalue() == "next invoke\n"
+    assert [line for _, line, _ in kept.lines] == ["next invoke"]
+
+
 def test_to_files_diverts_a_function_s_lines_to_its_file(tmp_path: Path) -> None:
     terminal = io.StringIO()
     with redirect_stdout(terminal), logs.to_files(tmp_path):
