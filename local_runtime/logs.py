@@ -57,6 +57,12 @@ _lock = threading.Lock()
 _sinks: tuple[Sink, ...] = ()
 _running = 0  # functions running now, in every thread
 _STREAMS = (("stdout", STDOUT), ("stderr", STDERR))
+#: Every tee ever put on a stream, by (stream, the stream under it), never freed: print()
+#: holds a *borrowed* reference to sys.stdout while it writes (CPython before 3.13.3,
+#: gh-130163), so a tee freed by another thread's swap mid-print was a use-after-free
+#: (segfaults in the garbage collector). Keyed by the stream under it, which it keeps
+#: alive too; bounded by the streams a process swaps in (``bw``: one).
+_tees: dict[tuple[str, int], _Tee] = {}
 
 
 def _stack() -> list[str]:
@@ -93,7 +99,10 @@ def _enter() -> None:
         for name, kind in _STREAMS:
             current = getattr(sys, name)
             if not isinstance(current, _Tee):  # none yet, or something swapped it since
-                setattr(sys, name, _Tee(current, name, kind))
+                tee = _tees.get((name, id(current)))
+                if tee is None:
+                    tee = _tees[(name, id(current))] = _Tee(current, name, kind)
+                setattr(sys, name, tee)
 
 
 def _leave() -> None:

@@ -3,10 +3,12 @@ and ``sys.stdout`` is replaced only while a function runs, then put back, whoeve
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import sys
 import threading
+import weakref
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -81,6 +83,20 @@ def test_a_tee_put_back_by_whoever_saved_it_is_gone_once_no_function_runs() -> N
         assert sys.stdout is terminal
     assert terminal.getvalue() == "next invoke\n"
     assert [line for _, line, _ in kept.lines] == ["next invoke"]
+
+
+def test_a_tee_taken_off_stdout_is_never_freed() -> None:
+    """print() on CPython < 3.13.3 holds a borrowed sys.stdout between its writes (gh-130163):
+    a tee freed by another thread's swap mid-print crashed the process (a segfault in the GC)."""
+    terminal = io.StringIO()
+    with redirect_stdout(terminal), logs.listening(logs.Sink(Kept().keep)):
+        with logs.running("ConnectFunction"):
+            tee = weakref.ref(sys.stdout)
+        assert sys.stdout is terminal
+        gc.collect()
+        assert tee() is not None
+        with logs.running("ConnectFunction"):
+            assert sys.stdout is tee()  # the same one again: as many tees as streams under them
 
 
 def test_to_files_diverts_a_function_s_lines_to_its_file(tmp_path: Path) -> None:
