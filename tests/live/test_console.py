@@ -177,8 +177,12 @@ def test_a_sent_message_shows_its_deliver_message_run(stack: LiveStack) -> None:
     assert "<img src=x" not in markup
     assert "<img src=x" in data.split("</script>", 1)[0]
 
-    metrics = get(stack, "/api/metrics")["metrics"]
-    assert any(m["function"] == "SendMessageFunction" and "MessagesAccepted" in m["metrics"] for m in metrics)
+    # The handler posts the ack, then returns: its EMF document is flushed as it returns.
+    def accepted() -> bool:
+        metrics = get(stack, "/api/metrics")["metrics"]
+        return any(m["function"] == "SendMessageFunction" and "MessagesAccepted" in m["metrics"] for m in metrics)
+
+    assert wait_until(accepted, timeout=60)
     assert get(stack, "/api/logs")["functions"]["SendMessageFunction"] >= 1
     lines = get(stack, "/api/logs/SendMessageFunction")["lines"]
     assert any("MessagesAccepted" in line["line"] for line in lines)
