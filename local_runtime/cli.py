@@ -329,8 +329,8 @@ def logs_command(
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many of the last lines to show (0: all).")] = 50,
     raw: Annotated[bool, typer.Option("--raw", help="Print the JSON lines as written.")] = False,
 ) -> None:
-    """A function's log records and EMF metrics from `bw invoke`, `bw run` and `bw demo`: time, level, message,
-    correlation id."""
+    """A function's log records and EMF metrics from `bw invoke`, `bw run`, `bw up` and `bw demo`: time, level,
+    message, correlation id."""
     import time
 
     from local_runtime.logs import LOG_DIR, log_file
@@ -338,7 +338,7 @@ def logs_command(
     path = log_file(function)
     if not path.is_file() and not follow:
         known = sorted(p.stem for p in LOG_DIR.glob("*.log")) if LOG_DIR.is_dir() else []
-        _fail(f"no logs for {function!r} in {LOG_DIR}; known: {', '.join(known) or 'none (run bw invoke/run/demo)'}")
+        _fail(f"no logs for {function!r} in {LOG_DIR}; known: {', '.join(known) or 'none (run bw invoke/run/up/demo)'}")
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     last = text.splitlines()
     for line in last[-lines:] if lines > 0 else last:
@@ -634,6 +634,7 @@ def up(
     http_port: Annotated[int, typer.Option(help="HTTP API port (0: any free port).")] = 0,
     aws_port: Annotated[int, typer.Option(help="moto's AWS endpoint for outside tools (0: any free port).")] = 0,
     console_port: Annotated[int, typer.Option(help="The console web page (0: any free port).")] = 0,
+    logs: LogsOption = "files",
     no_aws: Annotated[bool, typer.Option("--no-aws", help="Do not serve the AWS endpoint.")] = False,
     idle_timeout: Annotated[float, typer.Option(help="WebSocket idle timeout, stack seconds.")] = 600.0,
     max_connection: Annotated[float, typer.Option(help="WebSocket maximum duration, stack seconds.")] = 7200.0,
@@ -652,63 +653,71 @@ def up(
 
     from local_runtime.gateway import GatewayLimits
     from local_runtime.live import UP_FILE, LiveStack
+    from local_runtime.logs import LOG_DIR
 
     if speed <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--speed")
     running = _running_stack(UP_FILE)
     if running is not None:
         _fail(f"a stack is already running here (control {running}); stop it first, or run from another directory")
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    limits = GatewayLimits(idle_seconds=idle_timeout, max_seconds=max_connection)
-    try:
-        runtime = LocalRuntime(
-            template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
-        )
-        stack = LiveStack(
-            runtime,
-            host=host,
-            websocket_port=port,
-            http_port=http_port,
-            aws_port=None if no_aws else aws_port,
-            console_port=console_port,
-            speed=speed,
-            limits=limits,
-            up_file=UP_FILE,
-            containers=containers,
-        ).start()
-    except (TemplateError, ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
-        _fail(str(exc))
-        return
-    try:
-        endpoints = stack.endpoints()
-        console.print(
-            f"[bold]breakwater[/] live on {host} (started in {stack.started_in:.2f} s, of which the runtime "
-            f"{stack.runtime_started_in:.2f} s; speed {speed:g}x)"
-        )
-        for name, url in endpoints.items():
-            console.print(f"  {name:<10} {url}")
-        if stack.gateway is not None:
-            console.print(
-                f"  WebSocket API {stack.gateway.spec.logical_id}, stage {stack.gateway.spec.stage}: "
-                f"routes {', '.join(sorted(stack.gateway.spec.routes))}"
+    with _function_logs(logs):
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        limits = GatewayLimits(idle_seconds=idle_timeout, max_seconds=max_connection)
+        try:
+            runtime = LocalRuntime(
+                template, parameters=_parameters(param), faults=faults, seed=seed, **_persistence(template, data)
             )
-        if stack.http is not None:
-            console.print(f"  HTTP API: {', '.join(r.route_key for r in stack.http.routes)}")
-        if stack.containers is not None:
+            stack = LiveStack(
+                runtime,
+                host=host,
+                websocket_port=port,
+                http_port=http_port,
+                aws_port=None if no_aws else aws_port,
+                console_port=console_port,
+                speed=speed,
+                limits=limits,
+                up_file=UP_FILE,
+                containers=containers,
+            ).start()
+        except (TemplateError, ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _fail(str(exc))
+            return
+        try:
+            endpoints = stack.endpoints()
             console.print(
-                f"  functions in Lambda containers ({stack.containers.architecture}, sam build in "
-                f"{stack.containers.build_seconds:.1f} s); their logs: {stack.containers.log_path}"
+                f"[bold]breakwater[/] live on {host} (started in {stack.started_in:.2f} s, of which the runtime "
+                f"{stack.runtime_started_in:.2f} s; speed {speed:g}x)"
             )
-        console.print(f"Endpoints written to {UP_FILE}; `bw fault add|list|clear` acts on this stack. Ctrl-C stops it.")
-        while not stop.wait(0.5):
-            pass
-        console.print("stopping: closing connections ($disconnect for each), ports, the runtime")
-    finally:
-        stack.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _report_refusals(runtime)
+            for name, url in endpoints.items():
+                console.print(f"  {name:<10} {url}")
+            if stack.gateway is not None:
+                console.print(
+                    f"  WebSocket API {stack.gateway.spec.logical_id}, stage {stack.gateway.spec.stage}: "
+                    f"routes {', '.join(sorted(stack.gateway.spec.routes))}"
+                )
+            if stack.http is not None:
+                console.print(f"  HTTP API: {', '.join(r.route_key for r in stack.http.routes)}")
+            if stack.containers is not None:
+                console.print(
+                    f"  functions in Lambda containers ({stack.containers.architecture}, sam build in "
+                    f"{stack.containers.build_seconds:.1f} s); their logs: {stack.containers.log_path}"
+                )
+            if logs == "files":
+                console.print(f"  logs       {LOG_DIR}/FUNCTION.log (`bw logs FUNCTION`, and the console's Logs tab)")
+            console.print(
+                f"Endpoints written to {UP_FILE}; `bw fault add|list|clear` acts on this stack. Ctrl-C stops it."
+            )
+            while not stop.wait(0.5):
+                pass
+            console.print("stopping: closing connections ($disconnect for each), ports, the runtime")
+        finally:
+            stack.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _report_refusals(runtime)
 
 
 def _running_stack(up_file: Path) -> str | None:

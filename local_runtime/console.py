@@ -13,9 +13,9 @@ Served on 127.0.0.1 next to the other endpoints (``"console"`` in ``.bw/up.json`
 * ``/api/metrics`` recent EMF metrics; ``/api/logs`` and ``/api/logs/<function>`` recent lines.
 
 Functions write their logs and EMF documents to stdout, as on Lambda. While the console
-runs, ``sys.stdout`` is a tee (:class:`FunctionOutput`): a line written inside an
-invocation (the thread acts as that function, :func:`local_runtime.iam.acting_as`) is also
-kept, in a bounded ring buffer per function.
+runs it listens to them (:func:`local_runtime.logs.listening`, the same capture as
+``.bw/logs/``): a function's lines are also kept, in a bounded ring buffer per function
+(:class:`RecentOutput`).
 
 Everything shown comes from the stack's own data and is drawn with ``textContent``
 (message bodies, log lines and errors are never parsed as HTML).
@@ -24,20 +24,20 @@ Everything shown comes from the stack's own data and is drawn with ``textContent
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TextIO
+from typing import Any
 
-from local_runtime import iam
+from local_runtime import logs
 from local_runtime.html import render_html
 from local_runtime.trace import Trace
 
-__all__ = ["BREAKERS_TABLE", "CONNECTIONS_TABLE", "OUTBOX_TABLE", "Console", "FunctionOutput", "breaker"]
+__all__ = ["BREAKERS_TABLE", "CONNECTIONS_TABLE", "OUTBOX_TABLE", "Console", "RecentOutput", "breaker"]
 
 BREAKERS_TABLE = "BreakersTable"
 CONNECTIONS_TABLE = "ConnectionsTable"
@@ -55,64 +55,37 @@ def breaker(name: str, store: Any) -> Any:
     return CircuitBreaker(name, store, policy_for(name))
 
 
-def _real_stdout() -> TextIO:
-    """The process's own stdout (never None here: ``bw`` and pytest both run with one)."""
-    stream = sys.__stdout__
-    assert stream is not None
-    return stream
+class RecentOutput:
+    """A :class:`~local_runtime.logs.Sink` of the console: recent lines per function, recent EMF metrics."""
 
-
-class FunctionOutput:
-    """``sys.stdout`` while the console runs: writes go through; a function's lines are kept too."""
-
-    def __init__(self, stream: TextIO, names: Callable[[str], str | None], now: Callable[[], float]) -> None:
-        self.stream = stream
-        self._names = names
+    def __init__(self, functions: Callable[[], Iterable[str]], now: Callable[[], float]) -> None:
+        self._functions = functions
         self._now = now
         self._lock = threading.Lock()
-        self._partial: dict[tuple[int, str], str] = {}
         self.lines: dict[str, deque[dict[str, Any]]] = {}
         self.metrics: deque[dict[str, Any]] = deque(maxlen=METRICS_KEPT)
 
-    def write(self, text: str) -> int:
-        try:
-            written = self.stream.write(text)
-        except ValueError:
-            # The stream it wrapped was closed under it (a CliRunner or capture that swapped
-            # stdout, then closed its own): a function's print must never fail for that.
-            self.stream = _real_stdout()
-            written = self.stream.write(text)
-        session = iam._SESSION.get()
-        function = self._names(session) if session else None
-        if function is not None:
-            self._keep(function, text)
-        return written if isinstance(written, int) else len(text)
-
-    def _keep(self, function: str, text: str) -> None:
-        key = (threading.get_ident(), function)
+    def keep(self, function: str, line: str, kind: str) -> None:
+        if function not in self._functions():  # another stack's function, in the same process
+            return
+        at = self._now()
+        metric = _emf(line)
         with self._lock:
-            pending = self._partial.pop(key, "") + text
-            *complete, rest = pending.split("\n")
-            if rest:
-                self._partial[key] = rest
-            at = self._now()
-            for line in complete:
-                if not line.strip():
-                    continue
-                self.lines.setdefault(function, deque(maxlen=LINES_KEPT)).append({"at": at, "line": line})
-                metric = _emf(line)
-                if metric is not None:
-                    self.metrics.append({"function": function, "at": at, **metric})
+            self.lines.setdefault(function, deque(maxlen=LINES_KEPT)).append({"at": at, "line": line})
+            if metric is not None:
+                self.metrics.append({"function": function, "at": at, **metric})
 
-    def flush(self) -> None:
-        try:
-            self.stream.flush()
-        except ValueError:
-            self.stream = _real_stdout()
-            self.stream.flush()
+    def recent_metrics(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.metrics)
 
-    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ... of the real stream
-        return getattr(self.stream, name)
+    def recent_lines(self, function: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.lines.get(function, ()))
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {name: len(kept) for name, kept in self.lines.items()}
 
 
 def _emf(line: str) -> dict[str, Any] | None:
@@ -153,8 +126,9 @@ class Console:
         self.runtime = stack.runtime
         self.host = host
         self.port = port
-        self.output: FunctionOutput | None = None
+        self.output: RecentOutput | None = None
         self._server: ThreadingHTTPServer | None = None
+        self._undo = ExitStack()
 
     @property
     def running(self) -> bool:
@@ -165,45 +139,27 @@ class Console:
         assert self._server is not None
         return f"http://{self.host}:{self._server.server_address[1]}"
 
-    def capture(self) -> None:
-        """Tee stdout, before the functions load (Powertools' Logger keeps the stream it was given);
-        again whenever something else replaced ``sys.stdout`` (the live stack's ticker checks)."""
-        output = self.output
-        if output is None:
-            output = self.output = FunctionOutput(sys.stdout, self._function_name, self._now)
-        elif sys.stdout is output:
-            return
-        else:
-            output.stream = sys.stdout
-        sys.stdout = output
-
     def start(self) -> Console:
-        self.capture()
-        self._server = ThreadingHTTPServer((self.host, self.port), _handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.1,), name="bw-console", daemon=True).start()
+        """Listen to the functions' lines, then serve; :meth:`stop` undoes both, whatever failed."""
+        with ExitStack() as undo:
+            self.output = RecentOutput(lambda: self.runtime.functions, self._now)
+            undo.enter_context(logs.listening(logs.Sink(self.output.keep)))
+            server = ThreadingHTTPServer((self.host, self.port), _handler(self))
+            undo.callback(server.server_close)
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, args=(0.1,), name="bw-console", daemon=True).start()
+            undo.callback(server.shutdown)
+            self._server = server
+            undo.callback(setattr, self, "_server", None)
+            self._undo = undo.pop_all()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self.output is not None:
-            if sys.stdout is self.output:
-                sys.stdout = self.output.stream
-            self.output = None
+        self._undo.close()
 
     # -- what the page shows --------------------------------------------------------------
     def _now(self) -> float:
         return float(self.runtime.clock.now())
-
-    def _function_name(self, session: str) -> str | None:
-        """The logical id of the function whose IAM session this is (its physical name)."""
-        for logical_id, function in list(self.runtime.functions.items()):
-            if function.spec.function_name == session or logical_id == session:
-                return str(logical_id)
-        return None
 
     def _executions(self) -> list[Any]:
         backend = self.runtime.executions.backend()
@@ -311,13 +267,13 @@ class Console:
         return list(self.runtime.items(OUTBOX_TABLE))
 
     def metrics(self) -> list[dict[str, Any]]:
-        return list(self.output.metrics) if self.output is not None else []
+        return self.output.recent_metrics() if self.output is not None else []
 
     def logs(self, function: str | None = None) -> dict[str, Any]:
-        kept = self.output.lines if self.output is not None else {}
         if function is None:
-            return {"functions": {name: len(kept.get(name, ())) for name in sorted(self.runtime.functions)}}
-        return {"function": function, "lines": list(kept.get(function, ()))}
+            counts = self.output.counts() if self.output is not None else {}
+            return {"functions": {name: counts.get(name, 0) for name in sorted(self.runtime.functions)}}
+        return {"function": function, "lines": self.output.recent_lines(function) if self.output is not None else []}
 
 
 def _handler(console: Console) -> type[BaseHTTPRequestHandler]:

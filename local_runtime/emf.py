@@ -2,8 +2,8 @@
 
 On AWS a handler's stdout goes to CloudWatch Logs, which extracts a metric
 from every line that is an EMF document (``_aws.CloudWatchMetrics``). Here
-each invocation's stdout is teed (per thread: handlers run concurrently in one
-process) into the invocation, and :func:`datapoints` turns each document into
+each invocation's stdout lines are captured (per thread: handlers run concurrently
+in one process; through :mod:`local_runtime.logs`) into the invocation, and :func:`datapoints` turns each document into
 the datapoints CloudWatch would store, timestamped by the document's own
 ``_aws.Timestamp`` (the virtual clock's, since Powertools reads ``datetime``).
 
@@ -16,12 +16,12 @@ CloudWatch fails a test instead.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from local_runtime import logs
 from local_runtime.models import Datapoint
 
 __all__ = ["EmfError", "all_datapoints", "capture_stdout", "datapoints", "documents"]
@@ -34,54 +34,22 @@ class EmfError(ValueError):
     """An EMF document CloudWatch would not extract metrics from."""
 
 
-class _ThreadTee:
-    """sys.stdout that also hands each thread's writes to the sink that thread registered.
-
-    Not an ``io`` subclass: everything but ``write`` (encoding, isatty, fileno...) is the
-    wrapped stream's own, so a console library sees the terminal it saw before."""
-
-    def __init__(self, target: Any) -> None:
-        self.target = target
-        self.local = threading.local()
-
-    def write(self, text: str) -> int:
-        sink: list[str] | None = getattr(self.local, "sink", None)
-        if sink is not None:
-            sink.append(text)
-        return int(self.target.write(text) or len(text))
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.target, name)
-
-
-_INSTALL_LOCK = threading.Lock()
-
-
-def _tee() -> _ThreadTee:
-    with _INSTALL_LOCK:
-        current = sys.stdout
-        if isinstance(current, _ThreadTee):
-            return current
-        # Wraps whatever stdout is now (a test's capsys included); writes still reach it.
-        tee = _ThreadTee(current)
-        sys.stdout = tee
-        return tee
-
-
 @contextmanager
-def capture_stdout() -> Iterator[list[str]]:
-    """What this thread writes to stdout while inside, in order (still written through)."""
-    tee = _tee()
-    previous = getattr(tee.local, "sink", None)
-    sink: list[str] = []
-    tee.local.sink = sink
-    try:
-        yield sink
-    finally:
-        tee.local.sink = previous
+def capture_stdout(function: str) -> Iterator[list[str]]:
+    """The lines ``function`` prints to stdout in this thread while inside, in order (still
+    written through). Enter it before :func:`local_runtime.logs.running`: the one capture
+    of the functions' output is :mod:`local_runtime.logs`, which only tees stdout while a
+    function runs and a sink listens."""
+    thread = threading.get_ident()
+    captured: list[str] = []
+
+    def keep(name: str, line: str, kind: str) -> None:
+        # Another function nested in this thread (an in-process invoke) keeps its own lines.
+        if kind == logs.STDOUT and name == function and threading.get_ident() == thread:
+            captured.append(line + "\n")
+
+    with logs.listening(logs.Sink(keep)):
+        yield captured
 
 
 def documents(output: str) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ Why not a layout library (issue 14 asked, for the console): dagre (@dagrejs/dagr
 3.1, 49 KB minified) and elkjs (0.12, 1.6 MB bundled) lay out in JavaScript, so
 the graph would only exist once a script ran (today the SVG is in the file and
 ``--dump-dom`` tests read it as sent); dagre's compound graphs (Map/Parallel as
-boxes with edges into them) are its weak part, elkjs would make a 90 KB page
+boxes with edges into them) are its weak part (edges to a cluster node are not
+supported: dagrejs/dagre-d3#152, open since 2015), elkjs would make a 90 KB page
 2 MB, and graphviz is a system binary for CI and every user. The layered
 layout below is ~250 lines with its tests; the console reuses this page as is.
 

@@ -199,7 +199,7 @@ class LocalFunction:
                 self.clock.deadline(self.spec.timeout),
                 iam.acting_as(self.role, self.spec.function_name),
                 importing_as(self.view),
-                emf.capture_stdout() as output,
+                emf.capture_stdout(self.spec.logical_id) as output,
                 logs.running(self.spec.logical_id),
             ):
                 invocation.payload = self._handler(event, context)

@@ -108,14 +108,7 @@ class LiveStack:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> LiveStack:
         began = real_monotonic()
-        if self.console is not None:
-            self.console.capture()  # before any function loads: its logger keeps the stream it finds
-        try:
-            self.runtime.start()
-        except BaseException:
-            if self.console is not None:
-                self.console.stop()
-            raise
+        self.runtime.start()
         self.runtime_started_in = real_monotonic() - began
         try:
             self.gateway = WebSocketGateway(
@@ -228,8 +221,6 @@ class LiveStack:
         with self.runtime.clock.main_timeline():
             while not self._stop_ticking.is_set():
                 real_sleep(self._tick)
-                if self.console is not None and self.console.running:
-                    self.console.capture()
                 with self._clock_lock:
                     real_then, virtual_then = self._anchor
                     target = virtual_then + (real_monotonic() - real_then) * self._speed

@@ -2,12 +2,24 @@
 
 On AWS each function's stdout goes to its own CloudWatch log group. In-process
 every handler shares the process's stdout, so a command's own output would be
-interleaved with the JSON lines of every function it ran. :func:`to_files`
-routes what a function writes while it runs (see :func:`running`, set by
-:class:`~local_runtime.lambdas.LocalFunction` around its init and each
-invocation) to ``.bw/logs/<FunctionLogicalId>.log``, one JSON line each;
-anything else still reaches the terminal. ``bw logs FUNCTION`` reads them.
-Without :func:`to_files` (the library, the tests) stdout is untouched.
+interleaved with the JSON lines of every function it ran. This module is the one
+way a function's lines are captured:
+
+* :func:`running` (set by :class:`~local_runtime.lambdas.LocalFunction` around its
+  init and each invocation) says which function this thread is acting as;
+* :func:`listening` subscribes a :class:`Sink` to every complete line a running
+  function writes to stdout/stderr: :func:`to_files` (``.bw/logs/<Function>.log``,
+  read by ``bw logs FUNCTION``) and the console's recent lines and metrics
+  (:mod:`local_runtime.console`) are two sinks.
+
+``sys.stdout``/``sys.stderr`` are only replaced while a function runs and a sink
+listens, by a tee layered over whatever stream was there, and put back when the
+last running function returns. Whoever swaps the streams meanwhile (pytest's
+capture, click's CliRunner, ``redirect_stdout``) wins: a tee that is no longer on
+top writes where ``sys.stdout`` is *now*, never to a stream it once saw. That
+matters because Powertools' Logger keeps the stream it found at its first import
+for the life of the process (its stdlib logger is process-global). Without a
+sink (the library, most tests) nothing is replaced.
 """
 
 from __future__ import annotations
@@ -16,17 +28,41 @@ import io
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["LOG_DIR", "describe", "log_file", "running", "to_files"]
+__all__ = ["LOG_DIR", "Sink", "describe", "listening", "log_file", "running", "to_files"]
 
 LOG_DIR = Path(".bw") / "logs"
 
+#: What a line came through: stdout (log records, EMF, print) or stderr (warnings, tracebacks).
+STDOUT, STDERR = "PRINT", "STDERR"
+
+
+@dataclass(frozen=True)
+class Sink:
+    """Where a running function's complete lines go: ``keep(function, line, kind)``."""
+
+    keep: Callable[[str, str, str], None]
+    #: The lines reach this sink only, not the terminal (``--logs files``).
+    divert: bool = False
+
+
 _local = threading.local()
+_lock = threading.Lock()
+_sinks: tuple[Sink, ...] = ()
+_running = 0  # functions running now, in every thread
+_STREAMS = (("stdout", STDOUT), ("stderr", STDERR))
+#: Every tee ever put on a stream, by (stream, the stream under it), never freed: print()
+#: holds a *borrowed* reference to sys.stdout while it writes (CPython before 3.13.3,
+#: gh-130163), so a tee freed by another thread's swap mid-print was a use-after-free
+#: (segfaults in the garbage collector). Keyed by the stream under it, which it keeps
+#: alive too; bounded by the streams a process swaps in (``bw``: one).
+_tees: dict[tuple[str, int], _Tee] = {}
 
 
 def _stack() -> list[str]:
@@ -36,15 +72,126 @@ def _stack() -> list[str]:
     return stack
 
 
+def _current() -> str | None:
+    stack = getattr(_local, "functions", None)
+    return stack[-1] if stack else None
+
+
 @contextmanager
 def running(function: str) -> Iterator[None]:
-    """What this thread writes to stdout meanwhile is ``function``'s log (nested invokes stack)."""
+    """What this thread writes to stdout/stderr meanwhile is ``function``'s (nested invokes stack)."""
     stack = _stack()
     stack.append(function)
+    _enter()
     try:
         yield
     finally:
         stack.pop()
+        _leave()
+
+
+def _enter() -> None:
+    global _running
+    with _lock:
+        _running += 1
+        if not _sinks:
+            return
+        for name, kind in _STREAMS:
+            current = getattr(sys, name)
+            if not isinstance(current, _Tee):  # none yet, or something swapped it since
+                tee = _tees.get((name, id(current)))
+                if tee is None:
+                    tee = _tees[(name, id(current))] = _Tee(current, name, kind)
+                setattr(sys, name, tee)
+
+
+def _leave() -> None:
+    global _running
+    with _lock:
+        _running -= 1
+        if _running:
+            return
+        # No function runs: no tee stays. One that something covered meanwhile is back on
+        # top only if that something restored it (pytest's capsys does): unwrapped too.
+        for name, _ in _STREAMS:
+            while isinstance(top := getattr(sys, name), _Tee):
+                setattr(sys, name, top.below)
+
+
+@contextmanager
+def listening(sink: Sink) -> Iterator[Sink]:
+    """``sink`` gets every complete line a running function writes, meanwhile."""
+    global _sinks
+    with _lock:
+        _sinks = (*_sinks, sink)
+    try:
+        yield sink
+    finally:
+        with _lock:
+            _sinks = tuple(s for s in _sinks if s is not sink)
+
+
+class _Tee(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` while a function runs and a sink listens."""
+
+    def __init__(self, below: TextIO, name: str, kind: str) -> None:
+        self.below = below
+        self.name = name
+        self.kind = kind
+        self._pending: dict[tuple[int, str], str] = {}
+        self._pending_lock = threading.Lock()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._target(), "encoding", None) or "utf-8")
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return bool(getattr(self._target(), "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return int(self._target().fileno())
+
+    def _target(self) -> TextIO:
+        """The stream under the tee now: what it covered while on top, else whatever is there now."""
+        top: TextIO | _Tee = getattr(sys, self.name)
+        if isinstance(top, _Tee):
+            return self.below if top is self else top._target()
+        return top
+
+    def write(self, text: str) -> int:
+        top = getattr(sys, self.name)
+        if top is not self and isinstance(top, _Tee):
+            return top.write(text)  # the tee on top now keeps the lines: once
+        function = _current()
+        sinks = _sinks
+        if function is None or not sinks:
+            return self._target().write(text)
+        self._keep(function, text, sinks)
+        if any(sink.divert for sink in sinks):
+            return len(text)
+        return self._target().write(text)
+
+    def _keep(self, function: str, text: str, sinks: tuple[Sink, ...]) -> None:
+        key = (threading.get_ident(), function)
+        with self._pending_lock:
+            *lines, rest = (self._pending.pop(key, "") + text).split("\n")
+            if rest:
+                self._pending[key] = rest
+        for line in lines:
+            if line.strip():
+                for sink in sinks:
+                    sink.keep(function, line, self.kind)
+
+    def flush(self) -> None:
+        target = self._target()
+        if not getattr(target, "closed", False):
+            target.flush()
+
+    def close(self) -> None:  # the stream under it is not ours to close
+        pass
 
 
 def log_file(function: str, directory: Path = LOG_DIR) -> Path:
@@ -58,15 +205,16 @@ class _LogFiles:
         self.directory = directory
         self._lock = threading.Lock()
         self._files: dict[str, TextIO] = {}
+        self._closed = False
 
     def append(self, function: str, line: str, kind: str) -> None:
-        if not line.strip():
-            return
         try:
             json.loads(line)
         except ValueError:  # a plain print() or a warning: still one JSON line in the file
             line = json.dumps({"level": kind, "message": line, "function_name": function})
         with self._lock:
+            if self._closed:  # a line of a function still running after the command ended
+                return
             handle = self._files.get(function)
             if handle is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
@@ -76,74 +224,21 @@ class _LogFiles:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for handle in self._files.values():
                 handle.close()
             self._files.clear()
 
 
-class _FunctionStream(io.TextIOBase):
-    """``sys.stdout``/``sys.stderr`` while :func:`to_files` is active: a running function's lines to its file."""
-
-    def __init__(self, terminal: TextIO, files: _LogFiles, kind: str) -> None:
-        self._terminal = terminal
-        self._files = files
-        self._kind = kind
-        self._pending = threading.local()
-        #: False once :func:`to_files` has ended: a logger that kept this stream writes where stdout is now.
-        self.active = True
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return bool(getattr(self._terminal, "isatty", lambda: False)())
-
-    def write(self, text: str) -> int:
-        if not self.active:
-            current = sys.stdout if self._kind == "PRINT" else sys.stderr
-            return (self._terminal if current is self else current).write(text)
-        stack = getattr(_local, "functions", None)
-        if not stack:
-            return self._terminal.write(text)
-        function = stack[-1]
-        pending: dict[str, str] | None = getattr(self._pending, "lines", None)
-        if pending is None:
-            pending = self._pending.lines = {}
-        *lines, pending[function] = (pending.get(function, "") + text).split("\n")
-        for line in lines:
-            self._files.append(function, line, self._kind)
-        return len(text)
-
-    def flush(self) -> None:
-        if not getattr(self._terminal, "closed", False):
-            self._terminal.flush()
-
-    def close(self) -> None:  # the terminal is not ours to close
-        pass
-
-
 @contextmanager
-def to_files(directory: Path = LOG_DIR) -> Iterator[Path]:
-    """Route what the functions write (stdout: log records, EMF; stderr: warnings) to
-    ``directory/<Function>.log`` meanwhile. Install it before the cold starts: Powertools'
-    Logger keeps the stream it found at import."""
+def to_files(directory: Path = LOG_DIR, *, divert: bool = True) -> Iterator[Path]:
+    """Meanwhile, what the functions write (stdout: log records, EMF; stderr: warnings) also
+    goes to ``directory/<Function>.log``; with ``divert``, only there (not the terminal)."""
     files = _LogFiles(directory)
-    terminal_out, terminal_err = sys.stdout, sys.stderr
-    out = _FunctionStream(terminal_out, files, "PRINT")
-    errors = _FunctionStream(terminal_err, files, "STDERR")
-    sys.stdout, sys.stderr = out, errors
     try:
-        yield directory
+        with listening(Sink(files.append, divert=divert)):
+            yield directory
     finally:
-        out.active = errors.active = False
-        if sys.stdout is out:
-            sys.stdout = terminal_out
-        if sys.stderr is errors:
-            sys.stderr = terminal_err
         files.close()
 
 

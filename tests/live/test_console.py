@@ -16,18 +16,20 @@ import itertools
 import json
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from local_runtime import LocalRuntime, iam
+from local_runtime import LocalRuntime, logs
 from local_runtime.clock import real_monotonic
-from local_runtime.console import FunctionOutput
+from local_runtime.console import RecentOutput
 from local_runtime.live import LiveStack, wait_until
 from tests.chromium import HEADLESS_FLAGS
 from tests.live.test_live_stack import PARAMETERS, ROOT, Clients, frames, message, run
@@ -49,8 +51,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
 
 @pytest.fixture
 def stack(live: LiveStack) -> Iterator[LiveStack]:
-    assert live.console is not None
-    live.console.capture()  # pytest's capture replaced sys.stdout for this test
     yield live
     live.reset()
 
@@ -94,9 +94,9 @@ def breaker_state(stack: LiveStack, name: str) -> tuple[str, bool] | None:
     return None
 
 
-def test_function_output_keeps_a_function_s_lines_and_emf_and_passes_everything_on() -> None:
-    real = io.StringIO()
-    output = FunctionOutput(real, {"send-fn": "SendMessageFunction"}.get, lambda: 5.0)
+def test_recent_output_keeps_a_function_s_lines_and_emf() -> None:
+    terminal = io.StringIO()
+    recent = RecentOutput(lambda: ["SendMessageFunction"], lambda: 5.0)
     emf = {
         "_aws": {
             "CloudWatchMetrics": [
@@ -110,20 +110,21 @@ def test_function_output_keeps_a_function_s_lines_and_emf_and_passes_everything_
         "service": "breakwater",
         "MessagesAccepted": [1.0],
     }
-    output.write("outside any function\n")
-    with iam.acting_as(None, "send-fn"):
-        output.write('{"level": "INFO", "mess')  # a line in two writes
-        output.write('age": "<b>hi</b>"}\n' + json.dumps(emf) + "\n\n")
-    with iam.acting_as(None, "unknown-session"):
-        output.write("not a function of the template\n")
+    with redirect_stdout(terminal), logs.listening(logs.Sink(recent.keep)):
+        print("outside any function")
+        with logs.running("SendMessageFunction"):
+            print('{"level": "INFO", "message": "<b>hi</b>"}')
+            print(json.dumps(emf))
+        with logs.running("OtherStacksFunction"):
+            print("not a function of this stack")
 
-    assert real.getvalue().count("\n") == 5
-    assert [entry["line"] for entry in output.lines["SendMessageFunction"]] == [
+    assert terminal.getvalue().count("\n") == 4
+    assert [entry["line"] for entry in recent.recent_lines("SendMessageFunction")] == [
         '{"level": "INFO", "message": "<b>hi</b>"}',
         json.dumps(emf),
     ]
-    assert list(output.lines) == ["SendMessageFunction"]
-    (metric,) = output.metrics
+    assert recent.counts() == {"SendMessageFunction": 2}
+    (metric,) = recent.recent_metrics()
     assert metric == {
         "function": "SendMessageFunction",
         "at": 5.0,
@@ -131,6 +132,18 @@ def test_function_output_keeps_a_function_s_lines_and_emf_and_passes_everything_
         "dimensions": {"service": "breakwater"},
         "metrics": {"MessagesAccepted": {"value": [1.0], "unit": "Count"}},
     }
+
+
+def test_a_stopped_console_leaves_stdout_as_it_found_it(tmp_path: Path) -> None:
+    """Also when the stack fails to start: nothing of the console outlives it."""
+    before = sys.stdout, sys.stderr
+    runtime = LocalRuntime(ROOT / "template.yaml", parameters=PARAMETERS, data=ROOT / "events" / "local_data.yaml")
+    stack = LiveStack(runtime, up_file=tmp_path / ".bw" / "up.json", console_port=-1)  # the last part to start
+    with pytest.raises(OverflowError):
+        stack.start()
+    assert stack.endpoints() == {}
+    with logs.running("SendMessageFunction"):  # no sink of that console still listens
+        assert (sys.stdout, sys.stderr) == before
 
 
 def test_up_json_and_endpoints_name_the_console(stack: LiveStack) -> None:
@@ -164,8 +177,12 @@ def test_a_sent_message_shows_its_deliver_message_run(stack: LiveStack) -> None:
     assert "<img src=x" not in markup
     assert "<img src=x" in data.split("</script>", 1)[0]
 
-    metrics = get(stack, "/api/metrics")["metrics"]
-    assert any(m["function"] == "SendMessageFunction" and "MessagesAccepted" in m["metrics"] for m in metrics)
+    # The handler posts the ack, then returns: its EMF document is flushed as it returns.
+    def accepted() -> bool:
+        metrics = get(stack, "/api/metrics")["metrics"]
+        return any(m["function"] == "SendMessageFunction" and "MessagesAccepted" in m["metrics"] for m in metrics)
+
+    assert wait_until(accepted, timeout=60)
     assert get(stack, "/api/logs")["functions"]["SendMessageFunction"] >= 1
     lines = get(stack, "/api/logs/SendMessageFunction")["lines"]
     assert any("MessagesAccepted" in line["line"] for line in lines)
