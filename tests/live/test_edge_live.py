@@ -12,7 +12,6 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +20,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from websockets.exceptions import InvalidStatus
 
-from local_runtime import LocalRuntime
 from local_runtime.live import LiveStack
 from local_runtime.runtime import FAKE_AWS_ENV
-from tests.live.test_live_stack import Clients, run
+from tests.live.test_live_stack import Clients, run, started
 
-ROOT = Path(__file__).resolve().parents[2]
 PARAMETERS = {
     "ConnectRateLimit": "100000",
     "RateLimitMessages": "100000",
@@ -43,12 +40,8 @@ HEALTH_LOG = "/aws/apigateway/breakwater-local-health-access"
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveStack]:
-    runtime = LocalRuntime(ROOT / "template.yaml", parameters=PARAMETERS, data=ROOT / "events" / "local_data.yaml")
-    stack = LiveStack(runtime, aws_port=0).start()
-    try:
+    with started(PARAMETERS, aws_port=0) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

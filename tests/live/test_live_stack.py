@@ -11,7 +11,8 @@ import asyncio
 import dataclasses
 import json
 import urllib.request
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,15 +39,22 @@ PARAMETERS = {
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    home = tmp_path_factory.mktemp("live")
-    runtime = LocalRuntime(ROOT / "template.yaml", parameters=PARAMETERS, data=ROOT / "events" / "local_data.yaml")
-    stack = LiveStack(runtime, aws_port=0, up_file=home / ".bw" / "up.json").start()
+@contextmanager
+def started(parameters: Mapping[str, str], **options: Any) -> Iterator[LiveStack]:
+    """The template live with ``parameters`` and the sample stack data, stopped on the way out."""
+    data = ROOT / "events" / "local_data.yaml"
+    stack = LiveStack(LocalRuntime(ROOT / "template.yaml", parameters=dict(parameters), data=data), **options).start()
     try:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    home = tmp_path_factory.mktemp("live")
+    with started(PARAMETERS, aws_port=0, up_file=home / ".bw" / "up.json") as stack:
+        yield stack
     assert not (home / ".bw" / "up.json").exists()
 
 

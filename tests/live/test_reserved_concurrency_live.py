@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from local_runtime import LocalRuntime
 from local_runtime.live import LiveStack
-from tests.live.test_live_stack import Clients, run
+from tests.live.test_live_stack import Clients, run, started
 
-ROOT = Path(__file__).resolve().parents[2]
 PARAMETERS = {"ConnectReservedConcurrency": "0"}
 WEBSOCKET_LOG = "/aws/apigateway/breakwater-local-sessions-access"
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LiveStack]:
-    runtime = LocalRuntime(ROOT / "template.yaml", parameters=PARAMETERS, data=ROOT / "events" / "local_data.yaml")
-    live = LiveStack(runtime, aws_port=0).start()
-    try:
+    with started(PARAMETERS, aws_port=0) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def test_a_throttled_connect_function_refuses_the_handshake_with_500(stack: LiveStack) -> None:
