@@ -25,19 +25,23 @@ KEY = "ASIAHEALTHFUNCTION01"
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[tuple[LocalRuntime, AwsEndpoint]]:
-    runtime = LocalRuntime(ROOT / "template.yaml", data=ROOT / "events" / "local_data.yaml").start()
-    server = AwsEndpoint(runtime)
-    server.start()
-    assert runtime.iam is not None
-    role = runtime.iam.role_for("HealthFunction")
-    assert role is not None
-    server.callers[KEY] = Caller(role.arn, "HealthFunction", "")
-    try:
-        yield runtime, server
-    finally:
-        server.stop()
-        runtime.stop()
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRuntime, AwsEndpoint]]:
+    with pytest.MonkeyPatch.context() as env:
+        # The calls refused here are refused on purpose: recorded apart from the suite's usage,
+        # where `bw iam --check` reads every refusal as a grant the template lacks.
+        env.setenv("BW_IAM_USAGE", str(tmp_path_factory.mktemp("iam") / "usage.jsonl"))
+        runtime = LocalRuntime(ROOT / "template.yaml", data=ROOT / "events" / "local_data.yaml").start()
+        server = AwsEndpoint(runtime)
+        server.start()
+        assert runtime.iam is not None
+        role = runtime.iam.role_for("HealthFunction")
+        assert role is not None
+        server.callers[KEY] = Caller(role.arn, "HealthFunction", "")
+        try:
+            yield runtime, server
+        finally:
+            server.stop()
+            runtime.stop()
 
 
 def _client(server: AwsEndpoint, service: str, key: str = KEY) -> Any:
