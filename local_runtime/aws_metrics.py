@@ -6,9 +6,8 @@ emits; offline, they are derived from the run's record, as AWS derives them:
 * ``AWS/Lambda``, dimension ``FunctionName``, per invocation at its start:
   ``Invocations`` 1, ``Errors`` 1 for a function error (an exception, a timeout,
   an init failure) else 0, ``Duration`` in milliseconds.
-  ``Throttles`` is counted when Lambda refuses an invocation for concurrency;
-  the offline runtime enforces no concurrency limit (no function of the
-  template reserves any), so it never refuses one and never emits it.
+  ``Throttles`` 1 per invocation Lambda refused for concurrency (reserved
+  concurrency all in use), at the refusal; a refused one is no ``Invocations``.
 * ``AWS/States``, dimension ``StateMachineArn``, per execution:
   ``ExecutionsStarted`` at its start; ``ExecutionsSucceeded`` / ``ExecutionsFailed`` /
   ``ExecutionsTimedOut`` / ``ExecutionsAborted`` and ``ExecutionTime`` (ms) when it
@@ -56,9 +55,11 @@ _STOPPED: Final[Mapping[str, str]] = {
 }
 
 
-def lambda_datapoints(function_name: str, invocations: Iterable[Invocation]) -> list[Datapoint]:
+def lambda_datapoints(
+    function_name: str, invocations: Iterable[Invocation], throttled_at: Iterable[float] = ()
+) -> list[Datapoint]:
     dimensions = frozenset({("FunctionName", function_name)})
-    points: list[Datapoint] = []
+    points = [Datapoint(LAMBDA_NAMESPACE, "Throttles", dimensions, at, 1.0, "Count") for at in throttled_at]
     for invocation in invocations:
         at = invocation.started_at
         points += [

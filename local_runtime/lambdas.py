@@ -73,8 +73,8 @@ class LocalFunction:
     _handler: Callable[[Any, Any], Any] | None = None
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
-    #: Invocations refused past the reserved concurrency (CloudWatch's ``Throttles``).
-    throttles: int = 0
+    #: When invocations were refused past the reserved concurrency (CloudWatch's ``Throttles``).
+    throttled_at: list[float] = field(default_factory=list)
     _init_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _in_flight: int = 0
     _flight_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -140,6 +140,11 @@ class LocalFunction:
         )
         return ThreadEnviron.overlay(variables)
 
+    @property
+    def throttles(self) -> int:
+        """Invocations refused past the reserved concurrency."""
+        return len(self.throttled_at)
+
     def invoke(self, event: Any) -> Invocation:
         """Run the handler, or refuse as Lambda does when the function's reserved concurrency
         is all in use: 429 ``TooManyRequestsException`` (Reason
@@ -147,7 +152,7 @@ class LocalFunction:
         limit = self.spec.reserved_concurrency
         with self._flight_lock:
             if limit is not None and self._in_flight >= limit:
-                self.throttles += 1
+                self.throttled_at.append(self.clock.now())
                 message = "Rate Exceeded."
                 payload = {
                     "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",

@@ -340,7 +340,9 @@ class LocalRuntime:
         for function in self.functions.values():
             invocations = list(function.invocations)
             points += emf.all_datapoints(document for invocation in invocations for document in invocation.emf)
-            points += aws_metrics.lambda_datapoints(function.spec.function_name, invocations)
+            points += aws_metrics.lambda_datapoints(
+                function.spec.function_name, invocations, list(function.throttled_at)
+            )
         for machine in self._backend().state_machines:
             points += aws_metrics.states_datapoints(machine.arn, list(machine.executions))
         return points

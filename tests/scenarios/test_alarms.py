@@ -222,6 +222,17 @@ def test_FiftyOneStepErrorsInAMinuteTripErrorsAlarm(stack):
     assert alarming(runtime) == {"ErrorsAlarmMessageDeliveryFunction"}
 
 
+def test_PausedSweepThrottledByItsReservedConcurrencyTripsThrottlesAlarm(stack):
+    # IdleSweepReservedConcurrency 0: Lambda refuses every invocation (429), the sweep's Retry
+    # tries 3 more times, then the execution fails: both alarms, and no Errors (never ran).
+    runtime = stack(parameters={"IdleSweepReservedConcurrency": "0"})
+    period_start(runtime, 60)
+
+    assert runtime.run("IdleSweep", {}).error == "Lambda.TooManyRequestsException"
+
+    assert alarming(runtime) == {"ThrottlesAlarmIdleSweepFunction", "ExecutionsFailedAlarmIdleSweep"}
+
+
 # -- the healthy stack ------------------------------------------------------------------------------------
 
 
