@@ -419,8 +419,12 @@ async function executions() {
   }
 }
 
+let picks = 0;
 async function pick(name) {
+  const ticket = ++picks;
   const e = await api("/api/executions/" + encodeURIComponent(name));
+  // A later pick (a click while a poll was following the newest run) wins, whichever answer lands last.
+  if (ticket !== picks) return;
   const changed = picked !== name || pickedStatus !== e.status;
   picked = name; pickedStatus = e.status;
   $("#execution-title").replaceChildren(text(e.machine + " · " + e.name + " · "), status(e.status));
