@@ -59,6 +59,8 @@ class CacheStats:
     name: str
     size: int = 0
     max_items: int = 1000
+    hits: int = 0
+    misses: int = 0
     hit_rate: float | None = None
     approx_bytes: int = 0
     memory_warning: bool = False

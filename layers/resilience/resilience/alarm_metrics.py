@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Final, Protocol
+from typing import Final
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from resilience.health import CacheLike
 
 __all__ = [
     "BREAKER_OPEN_SECONDS",
@@ -98,21 +100,6 @@ def emit_dependency_call(metrics: Metrics, service: str, seconds: float, *, time
     _emit(metrics, DEPENDENCY_LATENCY, MetricUnit.Milliseconds, seconds * 1000.0, dimensions)
     _emit(metrics, DEPENDENCY_CALLS, MetricUnit.Count, 1, dimensions)
     _emit(metrics, DEPENDENCY_TIMEOUTS, MetricUnit.Count, 1 if timed_out else 0, dimensions)
-
-
-class CacheStatsLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def hits(self) -> int: ...
-    @property
-    def misses(self) -> int: ...
-    @property
-    def approx_bytes(self) -> int: ...
-
-
-class CacheLike(Protocol):
-    def stats(self) -> CacheStatsLike: ...
 
 
 class CacheMetrics:
