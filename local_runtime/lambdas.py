@@ -152,14 +152,14 @@ class LocalFunction:
         limit = self.spec.reserved_concurrency
         with self._flight_lock:
             if limit is not None and self._in_flight >= limit:
-                self.throttled_at.append(self.clock.now())
+                now = self.clock.now()
+                self.throttled_at.append(now)
                 message = "Rate Exceeded."
                 payload = {
                     "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
                     "Type": "User",
                     "message": message,
                 }
-                now = self.clock.now()
                 return Invocation(self.spec.logical_id, str(uuid.uuid4()), payload, THROTTLED, message, now)
             self._in_flight += 1
         try:
