@@ -43,9 +43,26 @@ class Executions:
         )
         return str(response["executionArn"])
 
+    def record(self, execution_arn: str) -> Any:
+        """moto's record of an execution, Standard or Express. The API describes Standard
+        executions only; an Express one is what AWS writes to CloudWatch Logs and the
+        console shows."""
+        for machine in list(self.backend().state_machines):
+            for execution in list(machine.executions):
+                if execution.exec_arn == execution_arn:
+                    return execution
+        raise TemplateError(f"no execution {execution_arn}")
+
+    def started(self, state_machine: str) -> list[str]:
+        """The ARNs of a state machine's executions, newest first, Express ones included
+        (ListExecutions refuses an Express machine, as on AWS; its console lists them)."""
+        spec = self._stack.template.state_machine(state_machine)
+        machine = self.backend().describe_state_machine(spec.arn)
+        return [e.exec_arn for e in sorted(machine.executions, key=lambda e: e.start_date, reverse=True)]
+
     def wait(self, execution_arn: str, timeout: float = 300.0) -> ExecutionResult:
         """Wait (in real time, bounded) for an execution and collect its history."""
-        execution = self.backend().describe_execution(execution_arn)
+        execution = self.record(execution_arn)
         thread: threading.Thread | None = getattr(execution.exec_worker, "_bw_thread", None)
         if thread is not None:
             thread.join(timeout)
@@ -62,6 +79,8 @@ class Executions:
         return self.wait(self.start_execution(state_machine, input, name=name), timeout)
 
     def describe(self, execution_arn: str) -> ExecutionResult:
+        if ":express:" in execution_arn:  # DescribeExecution refuses these, as on AWS
+            return self.describe_sync(self.record(execution_arn))
         sfn = self._stack.client("stepfunctions")
         described = sfn.describe_execution(executionArn=execution_arn)
         events = execution_history(sfn, execution_arn)

@@ -113,6 +113,9 @@ SEAMS += (
         "StateTaskServiceSfn._from_error",
     ),
     ("moto.stepfunctions.parser.asl.utils.json_path", "extract_json"),
+    ("moto.stepfunctions.parser.models", "Execution"),
+    ("moto.stepfunctions.models", "StateMachine._handle_name_input_idempotency"),
+    ("moto.stepfunctions.models", "StepFunctionBackend.list_executions"),
     ("moto.stepfunctions.parser.asl.component.state.choice.state_choice", "StateChoice._eval_state"),
     (
         "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
@@ -177,6 +180,7 @@ def install_seams() -> None:
         _install_aws_sdk_service_names()
         _install_definite_paths()
         _install_no_choice_matched()
+        _install_express_executions()
         limits.install()
         _installed = True
 
@@ -318,6 +322,49 @@ def _install_stubber() -> None:
         return original(self, event_name, request, **kwargs)
 
     BotocoreStubber.__call__ = stubber_call  # type: ignore[method-assign]
+
+
+# -- Express executions, as AWS starts and lists them ---------------------------------
+def _install_express_executions() -> None:
+    """AWS does not deduplicate Express executions by name ("Starting multiple workflows
+    with the same name results in concurrent executions"), gives each its own ARN
+    (``…:express:<machine>:<name>:<uuid>``), and does not list them (ListExecutions is
+    "not supported by EXPRESS state machines": they are in CloudWatch Logs, and in the
+    runtime's console). moto treats them as Standard: a reused name (a replayed sample
+    event) raised ExecutionAlreadyExists, and ListExecutions answered."""
+    import uuid
+
+    import moto.stepfunctions.parser.models as parser_models
+    from moto.core.exceptions import JsonRESTError
+    from moto.stepfunctions.models import StateMachine, StepFunctionBackend
+
+    base = parser_models.Execution  # type: ignore[attr-defined]
+    original_idempotency = StateMachine._handle_name_input_idempotency
+    original_list = StepFunctionBackend.list_executions
+
+    class Execution(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            machine = kwargs.get("state_machine")
+            arn = kwargs.get("exec_arn", "")
+            if hooks.active() is not None and getattr(machine, "type", None) == "EXPRESS" and ":execution:" in arn:
+                kwargs["exec_arn"] = f"{arn.replace(':execution:', ':express:', 1)}:{uuid.uuid4()}"
+            super().__init__(*args, **kwargs)
+
+    def _handle_name_input_idempotency(self: Any, name: str, execution_input: str) -> Any:
+        if hooks.active() is not None and self.type == "EXPRESS":
+            return None
+        return original_idempotency(self, name, execution_input)
+
+    def list_executions(self: Any, state_machine_arn: str, *args: Any, **kwargs: Any) -> Any:
+        if hooks.active() is not None and self.describe_state_machine(state_machine_arn).type == "EXPRESS":
+            raise JsonRESTError(
+                "StateMachineTypeNotSupported", "This operation is not supported by this type of state machine"
+            )
+        return original_list(self, state_machine_arn, *args, **kwargs)
+
+    parser_models.Execution = Execution  # type: ignore[attr-defined]
+    StateMachine._handle_name_input_idempotency = _handle_name_input_idempotency  # type: ignore[method-assign]
+    StepFunctionBackend.list_executions = list_executions  # type: ignore[method-assign, assignment]
 
 
 # -- Lambda in-process ------------------------------------------------------------

@@ -183,9 +183,7 @@ def test_ConnectThenDisconnectLeavesNothingBehind(stack):
     runtime.invoke("ConnectFunction", event("connect/listener.json"))
 
     runtime.invoke("DisconnectFunction", event("disconnect/client_disconnected.json"))
-    sfn = runtime.client("stepfunctions")
-    arn = runtime.template.state_machine("DisconnectCleanup").arn
-    for execution in sfn.list_executions(stateMachineArn=arn)["executions"]:
-        assert runtime.wait(execution["executionArn"]).status == "SUCCEEDED"
+    for arn in runtime.executions.started("DisconnectCleanup"):
+        assert runtime.wait(arn).status == "SUCCEEDED"
 
     assert stored(runtime) == []

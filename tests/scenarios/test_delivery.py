@@ -109,9 +109,7 @@ def test_GoneTriggersCleanup(stack):
 
     ack = received(runtime, SPEAKER)[0]
     assert (ack["recipients"]["delivered"], ack["recipients"]["gone"]) == (2, 1)
-    cleanup_arn = runtime.template.state_machine("DisconnectCleanup").arn
-    executions = runtime.client("stepfunctions").list_executions(stateMachineArn=cleanup_arn)["executions"]
-    (cleanup,) = [runtime.wait(e["executionArn"]) for e in executions]
+    (cleanup,) = [runtime.wait(arn) for arn in runtime.executions.started("DisconnectCleanup")]
     assert cleanup.status == "SUCCEEDED"
     assert cleanup.input["connectionId"] == "L2="
     assert "L2=" not in {item["connectionId"] for item in runtime.items("ConnectionsTable")}

@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from botocore.exceptions import ClientError
 
 from local_runtime import ExecutionResult, LocalRuntime
 
@@ -158,10 +159,7 @@ def test_MetricOutageDoesNotFailTheCleanup(faulty):
 
 
 def wait_for_cleanups(runtime: LocalRuntime) -> list[ExecutionResult]:
-    sfn = runtime.client("stepfunctions")
-    arn = runtime.template.state_machine("DisconnectCleanup").arn
-    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
-    return [runtime.wait(e["executionArn"]) for e in executions]
+    return [runtime.wait(arn) for arn in runtime.executions.started("DisconnectCleanup")]
 
 
 def test_DisconnectRouteStartsTheCleanup(runtime):
@@ -194,3 +192,43 @@ def test_DisconnectRouteIgnoresAnEventThatIsNotADisconnect(runtime):
     invocation = runtime.invoke("DisconnectFunction", {"requestContext": {"routeKey": "$connect"}})
     assert invocation.payload == {"statusCode": 400}
     assert members(runtime) == ["Xy1ZEcabcDEFg="]
+
+
+def test_ReplayedDisconnectEventStartsASecondExpressCleanup(runtime):
+    """AWS does not deduplicate Express executions by name: the same sample event sent
+    twice (its connectionId and requestId make the name) starts two cleanups, each with
+    its own ``:express:`` ARN, instead of an ExecutionAlreadyExists and the fallback."""
+    connect(runtime, "Xy1ZEcabcDEFg=")
+    replay = event("disconnect/client_disconnected.json")
+
+    first = runtime.invoke("DisconnectFunction", replay)
+    second = runtime.invoke("DisconnectFunction", dict(replay, headers={**replay["headers"], "x-correlation-id": "r2"}))
+
+    assert first.payload == second.payload == {"statusCode": 200}
+    cleanups = wait_for_cleanups(runtime)
+    assert [c.status for c in cleanups] == ["SUCCEEDED", "SUCCEEDED"]
+    assert len({c.name for c in cleanups}) == 1
+    assert len({c.arn for c in cleanups}) == 2
+    assert all(":express:DisconnectCleanup:" in c.arn for c in cleanups)
+    assert sorted(c.input["correlationId"] for c in cleanups) == ["corr-disconnect-1", "r2"]
+
+
+def test_ExpressExecutionsAreNeitherListedNorDescribedByTheApi(runtime):
+    """ListExecutions and DescribeExecution are "not supported by EXPRESS state machines"
+    (their runs are in CloudWatch Logs); a Standard machine still refuses a reused name."""
+    sfn = runtime.client("stepfunctions")
+    cleanup = runtime.template.state_machine("DisconnectCleanup").arn
+    started = sfn.start_execution(stateMachineArn=cleanup, name="once", input=json.dumps({"connectionId": "x"}))
+    runtime.wait(started["executionArn"])
+
+    with pytest.raises(ClientError) as listed:
+        sfn.list_executions(stateMachineArn=cleanup)
+    assert listed.value.response["Error"]["Code"] == "StateMachineTypeNotSupported"
+    with pytest.raises(ClientError):
+        sfn.describe_execution(executionArn=started["executionArn"])
+
+    sweep = runtime.template.state_machine("IdleSweep").arn
+    runtime.wait(sfn.start_execution(stateMachineArn=sweep, name="sweep-1", input="{}")["executionArn"])
+    with pytest.raises(ClientError) as reused:
+        sfn.start_execution(stateMachineArn=sweep, name="sweep-1", input='{"again": true}')
+    assert reused.value.response["Error"]["Code"] == "ExecutionAlreadyExists"

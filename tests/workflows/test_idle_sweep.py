@@ -142,17 +142,10 @@ def test_CleanupIsTriggered(stack):
 
     runtime.run("IdleSweep", {})
 
-    cleanup = runtime.template.state_machine("DisconnectCleanup").arn
-    executions = runtime.client("stepfunctions").list_executions(stateMachineArn=cleanup)["executions"]
-    (execution,) = executions
-    described = runtime.wait(execution["executionArn"])
+    (execution,) = runtime.executions.started("DisconnectCleanup")
+    described = runtime.wait(execution)
     assert described.status == "SUCCEEDED"
-    assert (
-        json.loads(runtime.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])["input"])[
-            "reason"
-        ]
-        == "idleTimeout"
-    )
+    assert described.input["reason"] == "idleTimeout"
 
 
 def test_ConnectedAtIsTheFallbackForConnectionsStoredBeforeTheIndex(stack):
