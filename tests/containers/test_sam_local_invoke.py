@@ -52,6 +52,9 @@ pytestmark = pytest.mark.containers
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 WORK = ROOT / ".bw" / "containers"
+#: This session's own network and relay: two runs on one Docker (two clones' CI, a helper's
+#: tier) would otherwise share ``bw-local``'s relay, and each one's functions reach the other's stack.
+NETWORK = f"bw-local-{os.getpid()}-{os.urandom(3).hex()}"
 SAM = shutil.which("sam") or str(Path(sys.executable).with_name("sam"))
 #: This host's Lambda architecture; arm64 anywhere else runs under qemu.
 NATIVE = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
@@ -148,10 +151,16 @@ def served_stack() -> Iterator[tuple[Any, Path]]:
     """moto on 127.0.0.1 with the template's resources, reached from containers at bw-stack:4566."""
     from local_runtime.containers import Gateway, MotoStack, env_vars
 
-    with MotoStack(ROOT / "template.yaml") as stack, Gateway(stack.port) as gateway:
-        env_file = WORK / "env.json"
-        env_file.write_text(json.dumps(env_vars(stack.template, gateway.endpoint), indent=1), encoding="utf-8")
-        yield stack, env_file
+    try:
+        with (
+            MotoStack(ROOT / "template.yaml") as stack,
+            Gateway(stack.port, network=NETWORK, name=f"{NETWORK}-gateway") as gateway,
+        ):
+            env_file = WORK / "env.json"
+            env_file.write_text(json.dumps(env_vars(stack.template, gateway.endpoint), indent=1), encoding="utf-8")
+            yield stack, env_file
+    finally:
+        subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True, check=False)
 
 
 def _free_port() -> int:
@@ -170,7 +179,7 @@ def lambda_endpoint(native_template: tuple[Path, Path], served_stack: tuple[Any,
     process = subprocess.Popen(
         [SAM, "local", "start-lambda", "-t", str(template), "--layer-cache-basedir", str(layer_cache),
          "--env-vars", str(env_file),
-         "--docker-network", "bw-local", "--skip-pull-image", "--warm-containers", "LAZY",
+         "--docker-network", NETWORK, "--skip-pull-image", "--warm-containers", "LAZY",
          "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=_sam_env(), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -375,7 +384,7 @@ def test_sam_local_invoke_arm64_with_bw_env(arm64_template: Path, served_stack: 
     done = subprocess.run(
         [SAM, "local", "invoke", "HealthFunction", "-t", str(arm64_template),
          "-e", str(EVENTS / "health" / "health.json"), "--env-vars", str(env_file),
-         "--docker-network", "bw-local", "--skip-pull-image"],
+         "--docker-network", NETWORK, "--skip-pull-image"],
         cwd=ROOT, env=_sam_env(), capture_output=True, text=True, check=False, timeout=EMULATED_TIMEOUT + 120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
