@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# First: it keeps the bytecode of the modules below when PYTHONDONTWRITEBYTECODE is set.
+from local_runtime import bytecode  # noqa: F401
 from local_runtime.clock import VirtualClock
 from local_runtime.faults import FaultInjector, FaultRule, load_fault_rules
 from local_runtime.html import render_html

@@ -22,15 +22,35 @@ from __future__ import annotations
 
 import contextvars
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
-import time_machine
+
+def _import_time_machine() -> ModuleType:
+    """time-machine imports pytest whenever it can, for its pytest plugin: a tenth of a second
+    of every ``bw`` start for a plugin only pytest loads. Outside pytest it is imported with
+    pytest out of sight (that import fails, time-machine goes without its plugin); under
+    pytest, which imported itself first, nothing changes."""
+    if "pytest" in sys.modules or "time_machine" in sys.modules:
+        import time_machine
+    else:
+        sys.modules["pytest"] = None  # type: ignore[assignment] # ``import pytest`` raises ImportError
+        try:
+            import time_machine
+        finally:
+            if sys.modules.get("pytest") is None:
+                del sys.modules["pytest"]
+    return time_machine
+
+
+time_machine = _import_time_machine()
 
 __all__ = ["LambdaTimeoutInterrupt", "VirtualClock"]
 
@@ -282,6 +302,4 @@ def real_monotonic() -> float:
 
 def real_time() -> float:
     """The wall clock (epoch seconds) even while a virtual clock is installed."""
-    import time_machine
-
     return float(time_machine.escape_hatch.time.time())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import contextvars
+import csv
 import fcntl
 import functools
 import hashlib
@@ -193,12 +194,31 @@ def _same_as_environment(build: Path) -> frozenset[str]:
             same = False
         if not same:
             continue
-        for file in distribution.files or ():
-            top = file.parts[0]
+        for top in _record_tops(info, distribution):
             if top.endswith((".dist-info", ".data")) or top in ("..", "__pycache__", "bin"):
                 continue
             names.add(top.split(".", 1)[0] if "." in top else top)
     return frozenset(names)
+
+
+def _record_tops(info: Path, distribution: Any) -> set[str]:
+    """The first path component of every file the distribution installed that exists, as
+    ``Distribution.files`` gives them (it drops the files missing, such as a script
+    ``--target`` did not install). Read straight from its RECORD (csv: path, hash, size), and
+    one file found is enough for its component: ``files`` builds and stats a path object per
+    file, and the builds' fifteen hundred files made that a tenth of a second of every start."""
+    try:
+        text = (info / "RECORD").read_text(encoding="utf-8")
+    except OSError:  # no RECORD: metadata's own way
+        return {file.parts[0] for file in distribution.files or ()}
+    found: set[str] = set()
+    for row in csv.reader(text.splitlines()):
+        if not row or not row[0]:
+            continue
+        top = row[0].split("/", 1)[0]
+        if top not in found and (info.parent / row[0]).exists():
+            found.add(top)
+    return found
 
 
 def module_location(module: ModuleType | None) -> str | None:

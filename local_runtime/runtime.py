@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from local_runtime import alarms as cloudwatch_alarms
-from local_runtime import aws_metrics, emf, limits, packaging, seams
+from local_runtime import aws_metrics, emf, limits, moto_imports, packaging, seams
 from local_runtime import iam as iam_hooks
 from local_runtime.backups import ContinuousBackups
 from local_runtime.clock import VirtualClock
@@ -139,6 +139,7 @@ class LocalRuntime:
         fake_aws_environment(self.region)
         self.template = LocalTemplate.load(self.template_path, parameter_overrides=self.parameters, region=self.region)
         self._websocket_stages = None
+        moto_imports.preload_batch_utils()  # before anything imports moto's ASL interpreter
         from moto import mock_aws
 
         key = self._provisioner.warm_key()

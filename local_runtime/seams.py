@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from local_runtime import hooks, iam, limits
+from local_runtime import hooks, iam, limits, moto_imports
 from local_runtime.hooks import SeamMissingError
 from local_runtime.protocols import error_response
 
@@ -153,7 +153,9 @@ def install_seams() -> None:
     with _install_lock:
         if _installed:
             return
-        # First: moto's imports below build boto3 Sessions (EC2's region list alone parses
+        # Before anything imports moto's interpreter: it would bring Batch's and EC2's backends.
+        moto_imports.preload_batch_utils()
+        # Then: moto's imports below build boto3 Sessions (EC2's region list alone parses
         # botocore's endpoint data three times); with one Loader they parse it once.
         _install_shared_loader()
         verify_seams()

@@ -15,7 +15,6 @@ agree with the resources that exist.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -23,7 +22,7 @@ import os
 import pickle
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,8 +90,21 @@ class LocalTemplate:
 
     def resolver(self, overrides: dict[str, dict[str, Any]] | None = None) -> Any:
         """SAM's IntrinsicResolver on the local stack; ``overrides`` replace a resource's
-        attributes (e.g. a secret's Ref is its ARN, known once the secret exists)."""
-        return _resolver(self.raw, self.resources, self.region, self.stack_name, self.parameters, overrides)
+        attributes (e.g. a secret's Ref is its ARN, known once the secret exists). The one
+        without overrides is built once per template: SAM's resolver copies the whole template
+        when it is made (HTTP API, alarms and access logs each asked for one at every start)
+        and keeps nothing from a resolution to the next."""
+        if overrides:
+            return _resolver(self.raw, self.resources, self.region, self.stack_name, self.parameters, overrides)
+        made = self.__dict__.get("_resolver")
+        if made is None:
+            made = _resolver(self.raw, self.resources, self.region, self.stack_name, self.parameters)
+            self.__dict__["_resolver"] = made
+        return made
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies and the disk cache hold the template, not a resolver made from it.
+        return {k: v for k, v in self.__dict__.items() if k != "_resolver"}
 
     @classmethod
     def load(
@@ -114,10 +126,12 @@ class LocalTemplate:
         cached = _LOADED.get(key) or _read_disk_cache(key)
         if cached is not None and all(_stamp(p) == stamp for p, stamp in cached[1]):
             _LOADED[key] = cached
-            return copy.deepcopy(cached[0])
+            # Kept pickled: every caller gets its own copy, and unpickling makes one several
+            # times faster than copy.deepcopy of the template.
+            return pickle.loads(cached[0])  # type: ignore[no-any-return]
         loaded = cls._load(path, parameter_overrides=parameter_overrides, region=region, stack_name=stack_name)
         sources = [loaded.path, *(s.definition_path for s in loaded.state_machines.values() if s.definition_path)]
-        _LOADED[key] = (copy.deepcopy(loaded), [(p, _stamp(p)) for p in sources])
+        _LOADED[key] = (pickle.dumps(loaded), [(p, _stamp(p)) for p in sources])
         _write_disk_cache(key, _LOADED[key])
         return loaded
 
@@ -224,7 +238,7 @@ class LocalTemplate:
         )
 
 
-_LOADED: dict[tuple[Any, ...], tuple[LocalTemplate, list[tuple[Path, tuple[int, int]]]]] = {}
+_LOADED: dict[tuple[Any, ...], tuple[bytes, list[tuple[Path, tuple[int, int]]]]] = {}
 
 
 def cache_dir(kind: str) -> Path:
@@ -355,6 +369,15 @@ def _resolver(
     }
     for name, value in parameters.items():
         translator[name] = value
+    bootstrap: list[Any] = []
+
+    def unnamed() -> Any:
+        """One resolver with the state machines' names as their logical ids, for all their
+        ``Name``s (made at most once: each one copies the whole template)."""
+        if not bootstrap:
+            bootstrap.append(_resolver(template, resources, region, stack_name, parameters, named=False))
+        return bootstrap[0]
+
     for logical_id, resource in resources.items():
         rtype = resource.get("Type", "")
         entry: dict[str, Any] = {"Ref": logical_id}
@@ -370,7 +393,7 @@ def _resolver(
         if rtype in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
             name = logical_id
             if named:
-                name = _state_machine_name(logical_id, resource, template, resources, region, stack_name, parameters)
+                name = _state_machine_name(logical_id, resource, unnamed)
                 arn = f"arn:{PARTITION}:states:{region}:{ACCOUNT_ID}:stateMachine:{name}"
                 entry["Arn"] = arn
             entry["Ref"] = arn
@@ -386,22 +409,14 @@ def _resolver(
     return IntrinsicResolver(template=template, symbol_resolver=symbols)
 
 
-def _state_machine_name(
-    logical_id: str,
-    resource: dict[str, Any],
-    template: dict[str, Any],
-    resources: dict[str, Any],
-    region: str,
-    stack_name: str,
-    parameters: dict[str, Any],
-) -> str:
+def _state_machine_name(logical_id: str, resource: dict[str, Any], unnamed: Callable[[], Any]) -> str:
     """A state machine's ``Name`` as CloudFormation would create it (the logical id when unnamed)."""
     raw = (resource.get("Properties") or {}).get("Name")
     if raw is None:
         return logical_id
     if isinstance(raw, str):
         return raw
-    bootstrap = _resolver(template, resources, region, stack_name, parameters, named=False)
+    bootstrap = unnamed()
     return str(bootstrap.intrinsic_property_resolver({"Name": raw}, ignore_errors=False)["Name"])
 
 

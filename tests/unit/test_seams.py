@@ -88,3 +88,59 @@ def test_a_definition_changed_after_it_was_validated_is_validated_again(monkeypa
     with pytest.raises(ClientError, match="Passs") as refused:
         _create_state_machine("fine", _PASS.replace('"Pass"', '"Passs"'))
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+_IN_A_FRESH_INTERPRETER = """
+import json, sys
+import boto3
+from moto import mock_aws
+from local_runtime.moto_imports import preload_batch_utils
+
+preload_batch_utils()
+import moto.stepfunctions.parser.backend.execution_worker  # the interpreter, as a runtime start imports it
+
+imported = {name: name in sys.modules for name in ("moto.batch.models", "moto.ec2")}
+with mock_aws():
+    queues = boto3.client("batch", region_name="us-east-1").describe_job_queues()["jobQueues"]
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_batch
+import moto.batch.utils
+same = state_task_service_batch.JobStatus is moto.batch.utils.JobStatus
+print(json.dumps({"imported": imported, "queues": queues, "same_enum": same}))
+"""
+
+
+def test_the_interpreter_loads_without_batch_and_ec2_and_batch_still_answers():
+    # A fresh interpreter: this test process has long imported moto's services.
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _IN_A_FRESH_INTERPRETER], capture_output=True, text=True, check=True, timeout=120
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["imported"] == {"moto.batch.models": False, "moto.ec2": False}
+    assert result["queues"] == []  # the first real use of Batch imports it in full
+    assert result["same_enum"] is True
+
+
+def test_batch_modules_that_moved_fail_loudly_naming_the_seam(monkeypatch, tmp_path):
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    from local_runtime import moto_imports
+
+    for name in ("moto.batch", "moto.batch.utils", "moto.batch.exceptions"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    (tmp_path / "__init__.py").write_text("", encoding="utf-8")  # a moto.batch without utils.py
+    moved = importlib.util.spec_from_file_location(
+        "moto.batch", tmp_path / "__init__.py", submodule_search_locations=[str(tmp_path)]
+    )
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, package=None: moved if name == "moto.batch" else find_spec(name)
+    )
+    with pytest.raises(seams.SeamMissingError, match=r"moto.batch.utils:JobStatus"):
+        moto_imports.preload_batch_utils()
+    assert "moto.batch" not in sys.modules  # nothing half-loaded stays behind
