@@ -96,10 +96,13 @@ build: $(STAMP)
 # Every test run records the IAM grants it used and the calls IAM refused; a refused call
 # is a missing grant in the template and fails the build, and so does a grant the whole
 # suite never used unless iam-allowance.yaml keeps it with a reason (`bw iam` prints the report).
+# The suite runs one worker per core (pytest-xdist), a test file per worker at a time so a
+# module's shared stack is started once; the workers append to one usage file, a locked line
+# each. The 25 slowest tests are printed at the end.
 IAM_USAGE := .bw/iam-usage.jsonl
 pytest: $(STAMP) browser
 	@mkdir -p .bw && rm -f $(IAM_USAGE)
-	BW_IAM_USAGE=$(CURDIR)/$(IAM_USAGE) $(BIN)/pytest
+	BW_IAM_USAGE=$(CURDIR)/$(IAM_USAGE) $(BIN)/pytest -n $(JOBS) --dist loadfile --durations=25
 	$(BIN)/bw iam --usage $(IAM_USAGE) --check --strict
 
 # The container tier: `sam local` runs every function on the python3.13 arm64 Lambda image

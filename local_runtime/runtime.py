@@ -10,6 +10,7 @@ fake credentials, so no call can reach a real account.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -263,8 +264,17 @@ class LocalRuntime:
             return
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _USAGE_LOCK, path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(usage) + "\n")
+        line = (json.dumps(usage) + "\n").encode("utf-8")
+        # Several processes append to one file (pytest's workers, a `bw up` a test starts): a
+        # line runs to hundreds of KB, more than one write() may carry, so each process holds
+        # an exclusive lock on the file for its whole line and no two lines interleave.
+        with _USAGE_LOCK, path.open("ab") as out:
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+            try:
+                out.write(line)
+                out.flush()
+            finally:
+                fcntl.flock(out.fileno(), fcntl.LOCK_UN)
 
     # -- schedules -----------------------------------------------------------------------
     def advance(self, seconds: float) -> list[ExecutionResult | Invocation]:
