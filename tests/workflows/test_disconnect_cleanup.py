@@ -194,3 +194,15 @@ def test_DisconnectRouteIgnoresAnEventThatIsNotADisconnect(runtime):
     invocation = runtime.invoke("DisconnectFunction", {"requestContext": {"routeKey": "$connect"}})
     assert invocation.payload == {"statusCode": 400}
     assert members(runtime) == ["Xy1ZEcabcDEFg="]
+
+
+def test_EachRunRetriesAfresh(faulty):
+    # Executions of one state machine evaluate the same parsed program: a run's retry
+    # count is its own, not carried over from an earlier run.
+    runtime = faulty([{"service": "dynamodb", "operation": "DeleteItem", "error": "InternalServerError"}])
+    connect(runtime, "Xy1ZEcabcDEFg=")
+
+    for _ in range(2):
+        result = runtime.run("DisconnectCleanup", event("disconnect_cleanup/client_disconnected.json"))
+        assert result.status == "FAILED"
+        assert result.trace().row("Remove connection").attempts == 4
