@@ -14,7 +14,9 @@ every listener reads every message. Measured:
 
 The clients run in a child process (``--clients``), so their own frame handling
 does not share the stack's GIL; ``--in-process`` runs them beside the stack instead.
-Rate limits are raised (every client is 127.0.0.1). Prints, asserts nothing. Last line:
+Rate limits are raised (every client is 127.0.0.1). Each figure is printed beside
+REFERENCE, the same bench at an earlier commit on the same machine (no older path
+runs in this process to measure it beside). Prints, asserts nothing. Last line:
 ``startup_s=… connects_per_s=… messages_per_s=… deliveries_per_s=… ack_p50_ms=… ack_p95_ms=…``.
 """
 
@@ -50,6 +52,31 @@ PARAMETERS = {
     "ConnectThrottlingBurstLimit": "1000000",
     "WebSocketThrottlingBurstLimit": "1000000",
 }
+
+
+#: The same bench (200 listeners, 20 messages, clients in a child process) at 502c483, before
+#: the runtime kept parsed programs, copied JSON values without ``copy.deepcopy``, remembered
+#: moto's response keys and the functions compiled their schemas once: median of 3 runs,
+#: interleaved with 3 runs of the newer code on the same (shared, 2-core) machine; the load
+#: of that machine moves single runs by 30 % (a quieter run of 502c483: 0.40 messages/s).
+REFERENCE_COMMIT = "502c483"
+REFERENCE_RUN = (200, 20)
+REFERENCE = {
+    "connects_per_s": 9.1,
+    "messages_per_s": 0.32,
+    "deliveries_per_s": 65.0,
+    "ack_p50_ms": 3033.0,
+    "ack_p95_ms": 4025.0,
+}
+
+
+def versus(key: str, value: float, unit: str, digits: int) -> str:
+    """``value`` beside the reference, with the factor (higher is better for rates, lower for latency)."""
+    if (LISTENERS, MESSAGES) != REFERENCE_RUN:
+        return f"{value:.{digits}f}{unit}"  # the reference is of another size of run
+    reference = REFERENCE[key]
+    better = value / reference if not key.endswith("_ms") else reference / value
+    return f"{value:.{digits}f}{unit} ({REFERENCE_COMMIT}: {reference:.{digits}f}{unit}, x{better:.2f})"
 
 
 def frame(n: int) -> str:
@@ -141,9 +168,11 @@ def main() -> None:
         print(f"shutdown: {time.perf_counter() - began:.2f} s")
     where = "beside the stack" if "--in-process" in sys.argv else "in a child process"
     print(f"{LISTENERS} listeners, {MESSAGES} messages of one speaker, each acked before the next; clients {where}")
-    print(f"connects: {figures['connects_per_s']:.1f}/s")
-    print(f"messages: {figures['messages_per_s']:.2f}/s acked; {figures['deliveries_per_s']:.0f} frames/s delivered")
-    print(f"ack latency: p50 {figures['ack_p50_ms']:.0f} ms, p95 {figures['ack_p95_ms']:.0f} ms")
+    print(f"connects: {versus('connects_per_s', figures['connects_per_s'], '/s', 1)}")
+    print(f"messages: {versus('messages_per_s', figures['messages_per_s'], '/s', 2)} acked")
+    print(f"frames delivered: {versus('deliveries_per_s', figures['deliveries_per_s'], '/s', 0)}")
+    print(f"ack latency p50: {versus('ack_p50_ms', figures['ack_p50_ms'], ' ms', 0)}")
+    print(f"ack latency p95: {versus('ack_p95_ms', figures['ack_p95_ms'], ' ms', 0)}")
     print(
         f"startup_s={stack.started_in:.2f} connects_per_s={figures['connects_per_s']:.1f} "
         f"messages_per_s={figures['messages_per_s']:.2f} deliveries_per_s={figures['deliveries_per_s']:.0f} "

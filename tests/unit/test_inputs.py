@@ -162,3 +162,12 @@ def test_error_response_is_the_house_shape():
     assert response["headers"]["Content-Type"] == "application/json"
     assert json.loads(response["body"]) == {"error": {"code": "VALIDATION_ERROR", "message": "role must be a string"}}
     assert error_response(RateLimitedError(retry_after=3))["headers"]["Retry-After"] == "3"
+
+
+def test_a_schema_changed_in_place_is_applied_as_changed():
+    # Validators are compiled once per schema: the schema's text is the key, not the object.
+    schema: dict[str, Any] = {"type": "object", "properties": {"id": {"type": "string", "maxLength": 8}}}
+    validate_event({"id": "abcdefgh"}, schema, "bad")
+    schema["properties"]["id"]["maxLength"] = 4
+    with pytest.raises(ValidationError, match=r"bad: data\.id must be shorter than or equal to 4 characters"):
+        validate_event({"id": "abcdefgh"}, schema, "bad")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from local_runtime import seams
@@ -144,3 +146,41 @@ def test_batch_modules_that_moved_fail_loudly_naming_the_seam(monkeypatch, tmp_p
     with pytest.raises(seams.SeamMissingError, match=r"moto.batch.utils:JobStatus"):
         moto_imports.preload_batch_utils()
     assert "moto.batch" not in sys.modules  # nothing half-loaded stays behind
+
+
+def test_every_attribute_type_comes_back_from_dynamodb_as_written():
+    # moto's response serializer works out each member's keys once per shape (a seam):
+    # every AttributeValue type must still come back as it was written.
+    import boto3
+    from moto import mock_aws
+
+    seams.install_seams()
+    item: dict[str, Any] = {
+        "id": {"S": "a"},
+        "n": {"N": "1.5"},
+        "b": {"B": b"\x00\xff"},
+        "ss": {"SS": ["x", "y"]},
+        "ns": {"NS": ["1", "2"]},
+        "bs": {"BS": [b"\x01"]},
+        "m": {"M": {"l": {"L": [{"NULL": True}, {"BOOL": False}, {"M": {}}]}}},
+    }
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.put_item(TableName="t", Item=item)
+        for _ in range(2):  # the second answer comes from the remembered keys
+            got: dict[str, Any] = dict(dynamodb.get_item(TableName="t", Key={"id": {"S": "a"}})["Item"])
+            sets = {"ss": "SS", "ns": "NS"}  # sets come back in any order
+            assert {k: v for k, v in got.items() if k not in sets} == {k: v for k, v in item.items() if k not in sets}
+            for name, kind in sets.items():
+                assert sorted(got[name][kind]) == item[name][kind]
+            page = dynamodb.query(
+                TableName="t", KeyConditionExpression="id = :a", ExpressionAttributeValues={":a": {"S": "a"}}
+            )
+            assert page["Count"] == 1
+            assert page["Items"][0]["m"] == item["m"]

@@ -232,3 +232,15 @@ def test_ExpressExecutionsAreNeitherListedNorDescribedByTheApi(runtime):
     with pytest.raises(ClientError) as reused:
         sfn.start_execution(stateMachineArn=sweep, name="sweep-1", input='{"again": true}')
     assert reused.value.response["Error"]["Code"] == "ExecutionAlreadyExists"
+
+
+def test_EachRunRetriesAfresh(faulty):
+    # Executions of one state machine evaluate the same parsed program: a run's retry
+    # count is its own, not carried over from an earlier run.
+    runtime = faulty([{"service": "dynamodb", "operation": "DeleteItem", "error": "InternalServerError"}])
+    connect(runtime, "Xy1ZEcabcDEFg=")
+
+    for _ in range(2):
+        result = runtime.run("DisconnectCleanup", event("disconnect_cleanup/client_disconnected.json"))
+        assert result.status == "FAILED"
+        assert result.trace().row("Remove connection").attempts == 4
