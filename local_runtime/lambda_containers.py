@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_runtime import emf, logs
+from local_runtime import emf, leftovers, logs
 from local_runtime.aws_endpoint import AwsEndpoint, Caller
 from local_runtime.clock import real_monotonic, real_sleep
 from local_runtime.containers import Gateway, env_vars
@@ -412,6 +412,8 @@ class LambdaContainers:
         self.log_path = work / "start-lambda.log"
         self.functions: dict[str, ContainerFunction] = {}
         self.build_seconds: float | None = None
+        #: Who started the network, relay and SAM (recorded under ``work/owners`` while it runs).
+        self.owner = leftovers.owner_of_this_process(self.network, self.network)
 
     def start(self) -> LambdaContainers:
         began = real_monotonic()
@@ -437,7 +439,11 @@ class LambdaContainers:
             image=f"public.ecr.aws/lambda/python:3.13-{self.architecture}",
             name=self.network,
             platform=f"linux/{'arm64' if self.architecture == 'arm64' else 'amd64'}",
-        ).start()
+            labels=leftovers.labels(self.owner),
+        )
+        # Before anything exists: a kill -9 from here on leaves what the record names.
+        leftovers.write_record(self.work, self.owner)
+        self.gateway.start()
 
     def _write_env(self) -> Path:
         assert self.gateway is not None
@@ -471,6 +477,9 @@ class LambdaContainers:
             cwd=template.parent, env=_sam_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
+        self.owner.sam_pid = self.process.pid
+        self.owner.sam_started = leftovers.process_started(self.process.pid) or ""
+        leftovers.write_record(self.work, self.owner)
         deadline = real_monotonic() + _LISTEN_TIMEOUT
         while True:
             try:
@@ -509,6 +518,7 @@ class LambdaContainers:
             self.gateway.stop()
             self.gateway = None
         subprocess.run(["docker", "network", "rm", self.network], capture_output=True, check=False)
+        leftovers.remove_record(self.work, self.network)
         self.endpoint.callers.clear()
 
     def function(self, local: LocalFunction) -> ContainerFunction:

@@ -35,6 +35,7 @@ from local_runtime.console import Console
 from local_runtime.faults import FaultRule, load_fault_rules
 from local_runtime.gateway import GatewayLimits, WebSocketGateway
 from local_runtime.http_api import HttpApiServer
+from local_runtime.leftovers import CONTAINERS_DIR
 from local_runtime.runtime import LocalRuntime
 
 __all__ = ["UP_FILE", "LiveStack", "fault_rule_json", "wait_until"]
@@ -72,7 +73,7 @@ class LiveStack:
         tick: float = 0.05,
         up_file: Path | None = None,
         containers: bool = False,
-        containers_dir: Path = Path(".bw") / "up-containers",
+        containers_dir: Path = CONTAINERS_DIR,
         containers_build: tuple[Path, Path] | None = None,
     ) -> None:
         if speed <= 0:

@@ -263,25 +263,104 @@ def test_a_latency_rule_on_a_containers_sdk_call_times_it_out_as_in_process(live
     assert fired == [1, 1], fired
 
 
+#: A `bw up --containers` in a process of its own: one function warm in its container, then it waits to be killed.
+_OWNER = """
+import json, sys, threading
+from pathlib import Path
+from local_runtime import LocalRuntime
+from local_runtime.live import LiveStack
+root, template, cache = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+runtime = LocalRuntime(root / "template.yaml", data=root / "events" / "local_data.yaml")
+stack = LiveStack(runtime, containers=True, containers_build=(template, cache), console_port=None).start()
+event = json.loads((root / "events" / "health" / "timeout_status.json").read_text())
+runtime.invoke("HealthFunction", event)
+print("OWNER", json.dumps({"network": stack.containers.network, "sam": stack.containers.process.pid}), flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_killed_stack_s_leftovers_are_removed_by_bw_down(
+    native_template: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 leaves SAM (its own session), its warm containers and the network; `bw down`
+    (and the next `bw up`) finds them by the owner's record and removes them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from local_runtime.cli import app
+
+    template, cache = native_template
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, str(ROOT), str(template), str(cache)],
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert owner.stdout is not None
+        # Its functions' lines come first (no sink listens there: they are its terminal's).
+        said = next((line for line in owner.stdout if line.startswith("OWNER ")), "OWNER {}")
+        started = json.loads(said.removeprefix("OWNER "))
+    finally:
+        os.killpg(owner.pid, signal.SIGKILL)  # the owner only: SAM runs in a session of its own
+        owner.wait(timeout=30)
+    network, sam = started["network"], int(started["sam"])
+    left = _on_network(network)
+    assert len(left) >= 2, left  # the relay and HealthFunction's warm container
+    assert os.path.exists(f"/proc/{sam}")
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["down"])
+
+    assert result.exit_code == 0, result.output
+    assert "removed what a stopped `bw up --containers` left" in result.output
+    assert _on_network(network) == set()
+    assert left & _docker_ps() == set()
+    assert _networks(network) == []
+    assert wait_until(lambda: not os.path.exists(f"/proc/{sam}") or _zombie(sam), timeout=10)
+    assert list((tmp_path / ".bw" / "up-containers" / "owners").glob("*.json")) == []
+    assert "nothing left behind" in CliRunner().invoke(app, ["down"]).output
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _docker_ps(*filters: str) -> set[str]:
+    found = subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True, check=True)
+    return set(found.stdout.split())
+
+
+def _on_network(network: str) -> set[str]:
+    return _docker_ps("--filter", f"network={network}")
+
+
+def _networks(network: str) -> list[str]:
+    found = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"name=^{network}$"], capture_output=True, text=True, check=True
+    )
+    return found.stdout.split()
+
+
 def test_stopping_leaves_no_container_network_process_or_port(live: LiveStack) -> None:
     containers = live.containers
     assert containers is not None
     network, process, port = containers.network, containers.process, containers.port
     assert process is not None
 
-    def docker_ps(*filters: str) -> set[str]:
-        found = subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True, check=True)
-        return set(found.stdout.split())
-
-    ours = docker_ps("--filter", f"network={network}")
+    ours = _on_network(network)
     assert len(ours) >= 2, ours  # the relay and the functions' warm containers
+    assert (containers.work / "owners" / f"{network}.json").is_file()
     live.stop()
 
     assert process.poll() is not None
-    assert ours & docker_ps() == set()
-    networks = subprocess.run(
-        ["docker", "network", "ls", "-q", "--filter", f"name=^{network}$"], capture_output=True, text=True, check=True
-    )
-    assert networks.stdout.split() == []
+    assert ours & _docker_ps() == set()
+    assert _networks(network) == []
+    assert not (containers.work / "owners" / f"{network}.json").exists()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
