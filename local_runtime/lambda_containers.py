@@ -261,6 +261,11 @@ class ContainerLog:
                 self._changed.wait(min(left, 0.5))
             return self._done.pop(0)
 
+    def forget_next(self) -> None:
+        """The next invocation to end is one its caller gave up on (a timeout)."""
+        with self._changed:
+            self._skip += 1
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -327,6 +332,8 @@ class ContainerFunction:
             self._warm = True
             if status != 0:
                 self._collect_output(invocation)
+            elif self._log is not None and self._log.alive:
+                self._log.forget_next()  # its END, if it comes, belongs to no one waiting
             self.timings.append((cold, elapsed))
         invocation.duration = elapsed
         if status == 0 or elapsed > allowed:

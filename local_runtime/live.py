@@ -6,7 +6,9 @@ behind real sockets:
 * the WebSocket API (:mod:`local_runtime.gateway`),
 * the HTTP API routes (:mod:`local_runtime.http_api`),
 * schedules in real time: a ticker moves the virtual clock with the wall clock
-  times ``speed`` and fires what falls due (``runtime.advance``),
+  times ``speed`` and fires what falls due (``runtime.advance``); at ``speed`` > 1 a
+  function in a container still reads the wall clock (``time.time()``, its SDK's
+  timeouts, the Timeout the runtime enforces for it): only the stack's clock runs ahead,
 * a control endpoint for ``bw fault add|list|clear`` against the running stack,
 * optionally moto's own server (``"aws"``) on the same backends, for outside tools
   (:mod:`local_runtime.aws_endpoint`: fault rules apply, IAM does not),
@@ -328,7 +330,10 @@ def _control_handler(stack: LiveStack) -> type[BaseHTTPRequestHandler]:
                         stack.speed = float(body["speed"])
                     if "advance" in body:
                         stack.advance(float(body["advance"]))
-                    self._reply(200, {"speed": stack.speed, "now": stack.runtime.clock.now()})
+                    # The stack's present: this request's own thread has a timeline of its own.
+                    with stack.runtime.clock.main_timeline():
+                        now = stack.runtime.clock.now()
+                    self._reply(200, {"speed": stack.speed, "now": now})
                 else:
                     self._reply(404, {"message": "Not Found"})
             except (ValueError, TypeError, KeyError) as exc:

@@ -104,16 +104,16 @@ def test_a_speaker_reaches_a_listener_through_lambda_containers(live: LiveStack,
         await listener.close()
         return acks, received
 
+    containers = live.containers
+    assert containers is not None
     with logs.to_files(tmp_path / "logs"):
         acks, received = _run(scenario())
+        # The ack is posted from inside sendMessage: its invocation (and its last lines) ends just after.
+        assert wait_until(lambda: len(containers.timings().get("SendMessageFunction", ())) == 2, timeout=60)
 
     assert [a["type"] for a in acks] == ["ack", "ack"], acks
     assert [a["recipients"]["delivered"] for a in acks] == [1, 1], acks
     assert [(m["type"], m["body"]) for m in received] == [("message", {"n": 1}), ("message", {"n": 2})], received
-    containers = live.containers
-    assert containers is not None
-    # The ack is posted from inside sendMessage: its invocation returns just after.
-    assert wait_until(lambda: len(containers.timings().get("SendMessageFunction", ())) == 2, timeout=60)
     timings = containers.timings()
     # Every function that answered ran in its container: the in-process handlers stayed unloaded.
     for name in ("ConnectFunction", "VerifyTokenFunction", "SendMessageFunction"):
@@ -181,6 +181,22 @@ def test_a_function_key_is_held_to_its_role_at_the_aws_endpoint(live: LiveStack)
         "HealthFunction" in error["Message"] or "is not authorized to perform: dynamodb:DeleteTable" in error["Message"]
     ), error
     assert "ConnectionsTable" in live.runtime.client("dynamodb").list_tables()["TableNames"]
+
+
+def test_the_stack_s_clock_is_level_with_the_containers_at_speed_1(live: LiveStack) -> None:
+    """A container reads the wall clock: at --speed 1 the stack's (the sweep's schedule, TTL,
+    Step Functions' EnteredTime) agrees with what the functions write (lastActivityTime,
+    openedAt, expiresAt). At --speed N only the stack's runs ahead: see the README."""
+    import urllib.request
+
+    from local_runtime.clock import real_time
+
+    def stack_now() -> float:
+        request = urllib.request.Request(f"{live.endpoints()['control']}/clock", data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return float(json.loads(answer.read())["now"])
+
+    assert wait_until(lambda: abs(stack_now() - real_time()) < 2.0, timeout=30), stack_now() - real_time()
 
 
 @contextmanager
