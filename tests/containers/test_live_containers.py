@@ -183,22 +183,6 @@ def test_a_function_key_is_held_to_its_role_at_the_aws_endpoint(live: LiveStack)
     assert "ConnectionsTable" in live.runtime.client("dynamodb").list_tables()["TableNames"]
 
 
-def test_the_stack_s_clock_is_level_with_the_containers_at_speed_1(live: LiveStack) -> None:
-    """A container reads the wall clock: at --speed 1 the stack's (the sweep's schedule, TTL,
-    Step Functions' EnteredTime) agrees with what the functions write (lastActivityTime,
-    openedAt, expiresAt). At --speed N only the stack's runs ahead: see the README."""
-    import urllib.request
-
-    from local_runtime.clock import real_time
-
-    def stack_now() -> float:
-        request = urllib.request.Request(f"{live.endpoints()['control']}/clock", data=b"{}", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return float(json.loads(answer.read())["now"])
-
-    assert wait_until(lambda: abs(stack_now() - real_time()) < 2.0, timeout=30), stack_now() - real_time()
-
-
 @contextmanager
 def _in_process(stack: LiveStack) -> Iterator[None]:
     """Meanwhile the same stack answers with its in-process functions (the reference)."""
