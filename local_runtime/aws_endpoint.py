@@ -5,8 +5,10 @@ reads the live stack's data. The runtime's fault rules apply here too, for every
 call whose operation the request names (JSON protocols' ``X-Amz-Target``, query
 protocols' ``Action``, the management API's ``/@connections/{id}``): the error is
 answered in the service's protocol, as :mod:`local_runtime.seams` does for the
-stack's own clients. Latency rules are not applied here (the caller's clock is
-not the stack's).
+stack's own clients. For a function's own key (``bw up --containers``) latency and
+``answer_lost`` apply too, in real seconds (the function's clock, and its SDK's
+timeouts, are the wall clock's), after IAM, as in-process; for an outside tool they do
+not (its clock is not the stack's).
 
 IAM applies to the callers it knows: ``bw up --containers`` gives each function its
 own access key id (:attr:`AwsEndpoint.callers`), and every call signed with it is
@@ -32,6 +34,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from local_runtime.clock import real_monotonic, real_sleep
 from local_runtime.protocols import error_response
 
 __all__ = ["AwsEndpoint", "Caller", "identify", "request_params"]
@@ -41,6 +44,8 @@ _SERVICES = {"states": "stepfunctions", "execute-api": "apigatewaymanagementapi"
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 _ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
 _MANAGEMENT = {"POST": "PostToConnection", "GET": "GetConnection", "DELETE": "DeleteConnection"}
+#: Longest an ``answer_lost`` answer is held for a caller that does not hang up (real seconds).
+_ANSWER_LOST_HOLD = 120.0
 
 
 def identify(environ: dict[str, Any], body: bytes) -> tuple[str, str] | None:
@@ -153,27 +158,46 @@ class _Faulted:
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         named = identify(environ, body)
-        if named is not None:
-            service, operation = named
-            url = environ.get("PATH_INFO", "/")
-            fault = self.runtime.decide_fault(service=service, operation=operation, body=body, url=url)
-            if fault is not None and fault.error is not None:
-                answer = _error(service, operation, fault.error, fault.message, fault.status)
-                if answer is not None:
-                    status, headers, text = answer
-                    raw = text.encode("utf-8")
-                    start_response(f"{status} Injected", [*headers.items(), ("Content-Length", str(len(raw)))])
-                    return [raw]
         key = _ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
         caller = self.callers.get(key.group(1)) if key is not None else None
         if caller is not None:
+            # IAM refuses before the service sees the request: no fault applies to it (as in-process).
             refused = self._refusal(caller, named, environ, body)
             if refused is not None:
                 return _respond(start_response, *refused)
+        if named is None:
+            return self._dispatch(environ, named, body, start_response)
+        service, operation = named
+        url = environ.get("PATH_INFO", "/")
+        fault = self.runtime.decide_fault(service=service, operation=operation, body=body, url=url)
+        if fault is not None and caller is not None:
+            # A function in a container runs on the wall clock: its SDK's timeouts are real
+            # seconds, so the rule's latency is too, and a read timeout shorter than it fails
+            # the call as botocore's ReadTimeoutError, as the same rule does in-process.
+            if fault.rule.answer_lost:
+                for _ in self._dispatch(environ, named, body, lambda *_: None):
+                    pass  # carried out; the answer is dropped
+                _hold_until_hung_up(environ, fault.latency)
+                start_response("504 Answer lost", [("Content-Length", "0")])  # to a closed socket
+                return []
+            if fault.latency > 0 and _hung_up_within(environ, fault.latency):
+                # As in-process: a call whose client gave up first never reaches the service.
+                start_response("504 Caller gone", [("Content-Length", "0")])  # to a closed socket
+                return []
+        if fault is not None and fault.error is not None:
+            status, headers, text = _error(service, operation, fault.error, fault.message, fault.status)
+            raw = text.encode("utf-8")
+            start_response(f"{status} Injected", [*headers.items(), ("Content-Length", str(len(raw)))])
+            return [raw]
+        return self._dispatch(environ, named, body, start_response)
+
+    def _dispatch(
+        self, environ: dict[str, Any], named: tuple[str, str] | None, body: bytes, respond: Callable[..., Any]
+    ) -> Iterable[bytes]:
         if environ.get("HTTP_HOST", "").startswith("sync-") and named == ("stepfunctions", "StartSyncExecution"):
             request = SimpleNamespace(headers={"X-Amz-Target": environ.get("HTTP_X_AMZ_TARGET", "")}, body=body)
-            return _respond(start_response, *self.runtime.handle_sync_states(request))
-        return self.app(environ, start_response)
+            return _respond(respond, *self.runtime.handle_sync_states(request))
+        return self.app(environ, respond)
 
     def _refusal(
         self, caller: Caller, named: tuple[str, str] | None, environ: dict[str, Any], body: bytes
@@ -200,6 +224,46 @@ class _Faulted:
             region=self.runtime.region,
             endpoint=endpoint,
         )
+
+
+def _hung_up_within(environ: Mapping[str, Any], seconds: float) -> bool:
+    """Wait up to ``seconds`` (real) for the caller to hang up (its read timeout); True if it did,
+    then with the connection dropped."""
+    import select
+    import socket
+
+    connection = environ.get("werkzeug.socket")
+    if connection is None:
+        real_sleep(seconds)
+        return False
+    deadline = real_monotonic() + seconds
+    while (left := deadline - real_monotonic()) > 0:
+        readable, _, _ = select.select([connection], [], [], min(left, 0.2))
+        try:
+            gone = bool(readable) and not connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            gone = True
+        if gone:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return True
+    return False
+
+
+def _hold_until_hung_up(environ: Mapping[str, Any], latency: float) -> None:
+    """An answer that never reaches its caller: held until the caller gives up (its read
+    timeout: botocore's ``ReadTimeoutError``), or dropped unanswered after a while."""
+    import socket
+
+    if not _hung_up_within(environ, max(latency, _ANSWER_LOST_HOLD)):
+        connection = environ.get("werkzeug.socket")
+        try:
+            if connection is not None:
+                connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _respond(start_response: Callable[..., Any], status: int, headers: Mapping[str, str], text: str) -> Iterable[bytes]:

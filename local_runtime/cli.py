@@ -660,6 +660,7 @@ def up(
     running = _running_stack(UP_FILE)
     if running is not None:
         _fail(f"a stack is already running here (control {running}); stop it first, or run from another directory")
+    _reap_leftovers()
     with _function_logs(logs):
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -718,6 +719,35 @@ def up(
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             _report_refusals(runtime)
+
+
+def _reap_leftovers() -> list[str]:
+    """Remove what a killed `bw up --containers` left (its SAM, containers, network); say what."""
+    import shutil
+
+    from local_runtime.leftovers import CONTAINERS_DIR, reap
+
+    if shutil.which("docker") is None and not (CONTAINERS_DIR / "owners").is_dir():
+        return []
+    removed = reap(CONTAINERS_DIR)
+    if removed:
+        console.print(f"removed what a stopped `bw up --containers` left: {', '.join(removed)}")
+    return removed
+
+
+@app.command()
+def down() -> None:
+    """Remove what a `bw up --containers` that was killed (kill -9, a crash) left behind: its
+    `sam local start-lambda`, its containers and Docker network. A running stack is left alone
+    (Ctrl-C stops it, and stopping leaves nothing)."""
+    from local_runtime.live import UP_FILE
+
+    removed = _reap_leftovers()
+    running = _running_stack(UP_FILE)
+    if running is not None:
+        console.print(f"a stack is still running here (control {running}): Ctrl-C in its terminal stops it")
+    elif not removed:
+        console.print("nothing left behind")
 
 
 def _running_stack(up_file: Path) -> str | None:

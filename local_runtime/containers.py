@@ -195,8 +195,11 @@ class Gateway:
         name: str = GATEWAY_CONTAINER,
         port: int = GATEWAY_PORT,
         platform: str = "linux/arm64",
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.target_port = target_port
+        #: Docker labels of the network it creates and of its container (who started them).
+        self.labels = dict(labels or {})
         self.network = network
         self.image = image
         self.name = name
@@ -212,11 +215,12 @@ class Gateway:
         return f"http://{GATEWAY_ALIAS}:{self.port}"
 
     def start(self) -> Gateway:
+        labelled = [part for key, value in self.labels.items() for part in ("--label", f"{key}={value}")]
         if not _docker("network", "ls", "-q", "--filter", f"name=^{self.network}$"):
-            _docker("network", "create", self.network)
+            _docker("network", "create", *labelled, self.network)
         _docker("rm", "-f", self.name, check=False)
         self.container_id = _docker(
-            "run", "-d", "--rm", "--name", self.name, "--platform", self.platform,
+            "run", "-d", "--rm", "--name", self.name, "--platform", self.platform, *labelled,
             "--network", self.network, "--network-alias", GATEWAY_ALIAS,
             "--network-alias", f"sync-{GATEWAY_ALIAS}",
             "--entrypoint", "/bin/sleep", self.image, "infinity",

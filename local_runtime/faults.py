@@ -267,7 +267,17 @@ def request_resources(body: bytes | str | None, url: str) -> list[str]:
     path = unquote(path.split("/", 1)[1]) if "/" in path else ""
     if path:
         found.append("/" + path)
-        found.extend(part for part in path.split("/") if part)
+        for part in (part for part in path.split("/") if part):
+            found.append(part)
+            if ":" in part:
+                # Lambda's Invoke names the function in its path, an ARN as the Step Functions
+                # task gives it: a rule on the function's name meets it too (a version or alias
+                # qualifier left aside).
+                arn = part.split(":")
+                if len(arn) >= 7 and arn[:2] == ["arn", arn[1]] and arn[5] == "function":
+                    found.append(arn[6])
+                else:
+                    found.append(part.rsplit(":", 1)[-1])
     return found
 
 

@@ -22,6 +22,15 @@ Lambda gives the init its own budget. The build SAM runs gets every Timeout plus
 (plus the allowance on a container's first invocation): past it the caller gets
 ``Sandbox.Timedout``, as on Lambda; SAM's container may still finish that run.
 Invocations of one function run one at a time (one execution environment each).
+
+Logs: SAM writes every container's output into one stream (``start-lambda.log``), the
+functions' lines interleaved. Each function's own container log (``docker logs``, found
+by SAM's ``sam.cli.function.name`` label on this stack's network) is followed instead, and
+its lines go where an in-process function's go (:func:`local_runtime.logs.emit`:
+``.bw/logs/<Function>.log``, ``bw logs``, the console); the runtime's START/END/REPORT
+lines and the emulator's own are not the function's. The lines between an invocation's
+START and END are its output: its EMF documents become the invocation's metrics, and
+the invocation carries the request id the function logged with.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local_runtime import emf, leftovers, logs
 from local_runtime.aws_endpoint import AwsEndpoint, Caller
 from local_runtime.clock import real_monotonic, real_sleep
 from local_runtime.containers import Gateway, env_vars
@@ -58,12 +68,22 @@ __all__ = [
     "layer_arn",
     "native_architecture",
     "on_architecture",
+    "with_own_keys",
 ]
 
 #: Seconds a container's first invocation may take beyond the function's Timeout (its init).
 COLD_START_ALLOWANCE = 60
 #: How long ``sam local start-lambda`` may take to listen.
 _LISTEN_TIMEOUT = 120.0
+#: Real seconds an answered invocation waits for its END line in the container's log.
+_LOG_SETTLE = 5.0
+#: The emulator's own lines (``02 Dec 2026 06:29:25,123 [INFO] (rapid) ...``) and the
+#: Lambda runtime's per-invocation ones: the platform's, not the function's.
+_PLATFORM_LINE = re.compile(
+    r"^(?:\d{2} \w{3} \d{4} [\d:,.]+ \[\w+\] \(rapid\)|(?:START|END|REPORT) RequestId: |INIT_(?:START|REPORT) )"
+)
+_START = re.compile(r"^START RequestId: (\S+)")
+_END = re.compile(r"^END RequestId: (\S+)")
 
 
 def native_architecture() -> str:
@@ -148,6 +168,26 @@ def build_for_containers(template: Path, work: Path, architecture: str | None = 
     return target, cache
 
 
+def with_own_keys(template: Path) -> Path:
+    """``template`` (built) declaring ``AWS_ACCESS_KEY_ID`` beside ``AWS_ENDPOINT_URL``.
+
+    SAM gives a container only the variables its template declares from ``--env-vars``;
+    every ``AWS_*`` credential it does not is its own process's (the shell's keys): without
+    this every container signed as the administrator and no role held it. A copy beside the
+    built template (its ``CodeUri`` are relative to it); Lambda would refuse the reserved
+    name in a deployed template, so the template itself never declares it.
+    """
+    text = template.read_text(encoding="utf-8")
+    declared, count = re.subn(
+        r"(?m)^(\s+)AWS_ENDPOINT_URL:(.*)$", lambda m: f"{m[0]}\n{m[1]}AWS_ACCESS_KEY_ID: ''", text
+    )
+    if count == 0:
+        raise RuntimeError(f"{template} no longer declares AWS_ENDPOINT_URL (Globals): the functions' keys need it")
+    target = template.with_name(f"{template.stem}.own-keys.yaml")
+    target.write_text(declared, encoding="utf-8")
+    return target
+
+
 def access_key(logical_id: str) -> str:
     """A function's own access key id (AWS's shape: ASIA + 16 upper-case characters)."""
     return "ASIA" + hashlib.sha256(logical_id.encode()).hexdigest()[:16].upper()
@@ -159,6 +199,85 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+class ContainerLog:
+    """Follows one function's container log (``docker logs --follow``): each line of the
+    function to :func:`local_runtime.logs.emit`, each invocation's lines (START to END) to
+    :meth:`finished`."""
+
+    def __init__(self, function: str, container: str) -> None:
+        self.function = function
+        self.container = container
+        self._done: list[tuple[str, list[str]]] = []  # (request id, lines), oldest first
+        self._changed = threading.Condition()
+        self._skip = 0
+        self.process = subprocess.Popen(
+            ["docker", "logs", "--follow", container],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+        self._threads = [
+            threading.Thread(target=self._read, args=(stream, kind), name=f"bw-logs-{function}", daemon=True)
+            for stream, kind in ((self.process.stdout, logs.STDOUT), (self.process.stderr, logs.STDERR))
+        ]
+        self._current: tuple[str, list[str]] | None = None
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _read(self, stream: Any, kind: str) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            started = _START.match(line)
+            ended = _END.match(line)
+            with self._changed:
+                if started is not None:
+                    self._current = (started[1], [])
+                elif ended is not None:
+                    current = self._current if self._current is not None else (ended[1], [])
+                    self._current = None
+                    if self._skip:
+                        self._skip -= 1  # the END of an invocation its caller stopped waiting for
+                    else:
+                        self._done.append(current)
+                    self._changed.notify_all()
+                elif self._current is not None and not _PLATFORM_LINE.match(line):
+                    self._current[1].append(line)
+            if not _PLATFORM_LINE.match(line):
+                logs.emit(self.function, line, kind)
+        stream.close()
+
+    def finished(self, timeout: float) -> tuple[str, list[str]] | None:
+        """The next invocation's (request id, lines) once its END is logged; None past ``timeout``
+        (then that invocation's END, when it comes, is no one's)."""
+        deadline = real_monotonic() + timeout
+        with self._changed:
+            while not self._done:
+                left = deadline - real_monotonic()
+                if left <= 0 or not self.alive:
+                    self._skip += 1
+                    return None
+                self._changed.wait(min(left, 0.5))
+            return self._done.pop(0)
+
+    def forget_next(self) -> None:
+        """The next invocation to end is one its caller gave up on (a timeout)."""
+        with self._changed:
+            self._skip += 1
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
 @dataclass
 class ContainerFunction:
     """One function served by ``sam local start-lambda``: the runtime's Lambda seam calls
@@ -168,11 +287,14 @@ class ContainerFunction:
     local: LocalFunction
     host: str
     port: int
+    #: The stack's Docker network (its containers are found there by function).
+    network: str = ""
     invocations: list[Invocation] = field(default_factory=list)
     #: Real seconds of each invocation, cold ones first flagged (what ``bw up`` reports).
     timings: list[tuple[bool, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _warm: bool = False
+    _log: ContainerLog | None = field(default=None, repr=False)
 
     @property
     def clock(self) -> Any:
@@ -208,6 +330,10 @@ class ContainerFunction:
                 connection.close()
             elapsed = real_monotonic() - began
             self._warm = True
+            if status != 0:
+                self._collect_output(invocation)
+            elif self._log is not None and self._log.alive:
+                self._log.forget_next()  # its END, if it comes, belongs to no one waiting
             self.timings.append((cold, elapsed))
         invocation.duration = elapsed
         if status == 0 or elapsed > allowed:
@@ -230,6 +356,36 @@ class ContainerFunction:
                 invocation.error_message = str(payload.get("errorMessage", ""))
         self.invocations.append(invocation)
         return invocation
+
+    def _collect_output(self, invocation: Invocation) -> None:
+        """The invocation's lines from its container's log: its EMF, the request id it logged with."""
+        log = self._follow()
+        if log is None:
+            return
+        found = log.finished(_LOG_SETTLE)
+        if found is not None:
+            invocation.request_id, lines = found
+            invocation.emf = emf.documents("\n".join(lines))
+
+    def _follow(self) -> ContainerLog | None:
+        """The log of the container that answers for this function (SAM starts a new one if it died)."""
+        if self._log is not None and self._log.alive:
+            return self._log
+        found = subprocess.run(
+            ["docker", "ps", "-q", "--no-trunc", "--filter", f"network={self.network}",
+             "--filter", f"label=sam.cli.function.name={self.spec.logical_id}"],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()  # fmt: skip
+        if self._log is not None:
+            self._log.stop()
+            found = [c for c in found if c != self._log.container]
+        self._log = ContainerLog(self.spec.logical_id, found[0]) if found else None
+        return self._log
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.stop()
+            self._log = None
 
 
 class LambdaContainers:
@@ -263,6 +419,8 @@ class LambdaContainers:
         self.log_path = work / "start-lambda.log"
         self.functions: dict[str, ContainerFunction] = {}
         self.build_seconds: float | None = None
+        #: Who started the network, relay and SAM (recorded under ``work/owners`` while it runs).
+        self.owner = leftovers.owner_of_this_process(self.network, self.network)
 
     def start(self) -> LambdaContainers:
         began = real_monotonic()
@@ -288,7 +446,11 @@ class LambdaContainers:
             image=f"public.ecr.aws/lambda/python:3.13-{self.architecture}",
             name=self.network,
             platform=f"linux/{'arm64' if self.architecture == 'arm64' else 'amd64'}",
-        ).start()
+            labels=leftovers.labels(self.owner),
+        )
+        # Before anything exists: a kill -9 from here on leaves what the record names.
+        leftovers.write_record(self.work, self.owner)
+        self.gateway.start()
 
     def _write_env(self) -> Path:
         assert self.gateway is not None
@@ -310,6 +472,7 @@ class LambdaContainers:
         return env_file
 
     def _start_sam(self, template: Path, layer_cache: Path, env_file: Path) -> None:
+        template = with_own_keys(template)
         self.port = _free_port(self.host)
         log = self.log_path.open("wb")
         # Its own session: a Ctrl-C at the terminal reaches bw, whose stop() then stops SAM
@@ -321,6 +484,9 @@ class LambdaContainers:
             cwd=template.parent, env=_sam_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
+        self.owner.sam_pid = self.process.pid
+        self.owner.sam_started = leftovers.process_started(self.process.pid) or ""
+        leftovers.write_record(self.work, self.owner)
         deadline = real_monotonic() + _LISTEN_TIMEOUT
         while True:
             try:
@@ -336,6 +502,8 @@ class LambdaContainers:
         if self.runtime.containers is self:
             self.runtime.containers = None
         process, self.process = self.process, None
+        for function in self.functions.values():
+            function.close()
         if process is not None:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
@@ -357,6 +525,7 @@ class LambdaContainers:
             self.gateway.stop()
             self.gateway = None
         subprocess.run(["docker", "network", "rm", self.network], capture_output=True, check=False)
+        leftovers.remove_record(self.work, self.network)
         self.endpoint.callers.clear()
 
     def function(self, local: LocalFunction) -> ContainerFunction:
@@ -364,7 +533,7 @@ class LambdaContainers:
         a reset gives the runtime new LocalFunctions, the containers stay warm)."""
         found = self.functions.get(local.spec.logical_id)
         if found is None:
-            found = ContainerFunction(local.spec, local, self.host, self.port)
+            found = ContainerFunction(local.spec, local, self.host, self.port, self.network)
             self.functions[local.spec.logical_id] = found
         found.local = local
         return found

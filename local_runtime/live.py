@@ -6,7 +6,9 @@ behind real sockets:
 * the WebSocket API (:mod:`local_runtime.gateway`),
 * the HTTP API routes (:mod:`local_runtime.http_api`),
 * schedules in real time: a ticker moves the virtual clock with the wall clock
-  times ``speed`` and fires what falls due (``runtime.advance``),
+  times ``speed`` and fires what falls due (``runtime.advance``); at ``speed`` > 1 a
+  function in a container still reads the wall clock (``time.time()``, its SDK's
+  timeouts, the Timeout the runtime enforces for it): only the stack's clock runs ahead,
 * a control endpoint for ``bw fault add|list|clear`` against the running stack,
 * optionally moto's own server (``"aws"``) on the same backends, for outside tools
   (:mod:`local_runtime.aws_endpoint`: fault rules apply, IAM does not),
@@ -35,6 +37,7 @@ from local_runtime.console import Console
 from local_runtime.faults import FaultRule, load_fault_rules
 from local_runtime.gateway import GatewayLimits, WebSocketGateway
 from local_runtime.http_api import HttpApiServer
+from local_runtime.leftovers import CONTAINERS_DIR
 from local_runtime.runtime import LocalRuntime
 
 __all__ = ["UP_FILE", "LiveStack", "fault_rule_json", "wait_until"]
@@ -72,7 +75,7 @@ class LiveStack:
         tick: float = 0.05,
         up_file: Path | None = None,
         containers: bool = False,
-        containers_dir: Path = Path(".bw") / "up-containers",
+        containers_dir: Path = CONTAINERS_DIR,
         containers_build: tuple[Path, Path] | None = None,
     ) -> None:
         if speed <= 0:
@@ -327,7 +330,10 @@ def _control_handler(stack: LiveStack) -> type[BaseHTTPRequestHandler]:
                         stack.speed = float(body["speed"])
                     if "advance" in body:
                         stack.advance(float(body["advance"]))
-                    self._reply(200, {"speed": stack.speed, "now": stack.runtime.clock.now()})
+                    # The stack's present: this request's own thread has a timeline of its own.
+                    with stack.runtime.clock.main_timeline():
+                        now = stack.runtime.clock.now()
+                    self._reply(200, {"speed": stack.speed, "now": now})
                 else:
                     self._reply(404, {"message": "Not Found"})
             except (ValueError, TypeError, KeyError) as exc:

@@ -10,7 +10,12 @@ way a function's lines are captured:
 * :func:`listening` subscribes a :class:`Sink` to every complete line a running
   function writes to stdout/stderr: :func:`to_files` (``.bw/logs/<Function>.log``,
   read by ``bw logs FUNCTION``) and the console's recent lines and metrics
-  (:mod:`local_runtime.console`) are two sinks.
+  (:mod:`local_runtime.console`) are two sinks;
+* :func:`emit` hands the sinks a line a function wrote elsewhere (``bw up --containers``:
+  a Lambda container's log), so it lands where an in-process function's line would.
+
+A bearer token or a JWT in a line never reaches a sink (:func:`redact`): a log file or
+the console is read by more people than the token was meant for.
 
 ``sys.stdout``/``sys.stderr`` are only replaced while a function runs and a sink
 listens, by a tee layered over whatever stream was there, and put back when the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -35,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["LOG_DIR", "Sink", "describe", "listening", "log_file", "running", "to_files"]
+__all__ = ["LOG_DIR", "Sink", "describe", "emit", "listening", "log_file", "redact", "running", "to_files"]
 
 LOG_DIR = Path(".bw") / "logs"
 
@@ -57,6 +63,8 @@ _lock = threading.Lock()
 _sinks: tuple[Sink, ...] = ()
 _running = 0  # functions running now, in every thread
 _STREAMS = (("stdout", STDOUT), ("stderr", STDERR))
+#: A JWT (three base64url parts, the header's ``{"`` first) or a bearer credential.
+_SECRET = re.compile(r"eyJ[\w-]{5,}\.[\w-]+\.[\w-]*|(?i:bearer)\s+[\w.~+/=-]{8,}")
 #: Every tee ever put on a stream, by (stream, the stream under it), never freed: print()
 #: holds a *borrowed* reference to sys.stdout while it writes (CPython before 3.13.3,
 #: gh-130163), so a tee freed by another thread's swap mid-print was a use-after-free
@@ -131,6 +139,25 @@ def listening(sink: Sink) -> Iterator[Sink]:
             _sinks = tuple(s for s in _sinks if s is not sink)
 
 
+def redact(line: str) -> str:
+    """``line`` with every JWT and bearer credential in it replaced by ``[REDACTED]``."""
+    return _SECRET.sub("[REDACTED]", line) if "eyJ" in line or "earer" in line.lower() else line
+
+
+def emit(function: str, line: str, kind: str = STDOUT) -> None:
+    """One complete line ``function`` wrote outside this process (its Lambda container):
+    every sink listening keeps it, as a line written in-process; with none diverting it,
+    it is written to the terminal too, as an in-process function's would be."""
+    if not line.strip():
+        return
+    line = redact(line)
+    sinks = _sinks
+    for sink in sinks:
+        sink.keep(function, line, kind)
+    if not any(sink.divert for sink in sinks):
+        (sys.stdout if kind == STDOUT else sys.stderr).write(line + "\n")
+
+
 class _Tee(io.TextIOBase):
     """``sys.stdout``/``sys.stderr`` while a function runs and a sink listens."""
 
@@ -182,6 +209,7 @@ class _Tee(io.TextIOBase):
                 self._pending[key] = rest
         for line in lines:
             if line.strip():
+                line = redact(line)
                 for sink in sinks:
                     sink.keep(function, line, self.kind)
 

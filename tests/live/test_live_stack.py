@@ -401,3 +401,19 @@ def test_outside_tools_reach_the_stack_through_the_aws_endpoint(stack: LiveStack
     stack.runtime.faults.add({"service": "dynamodb", "operation": "Scan", "error": "InternalServerError"})
     with pytest.raises(outside.exceptions.InternalServerError):
         outside.scan(TableName="ConnectionsTable")
+
+
+def test_the_clock_endpoint_answers_the_stack_s_present(stack: LiveStack) -> None:
+    """`POST /clock` says where the stack's clock is (each request runs on a thread of its own,
+    whose timeline is not the stack's)."""
+    import urllib.request
+
+    def clock(body: dict[str, Any]) -> float:
+        request = urllib.request.Request(
+            f"{stack.endpoints()['control']}/clock", data=json.dumps(body).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return float(json.loads(answer.read())["now"])
+
+    before = clock({})
+    assert clock({"advance": 100}) - before >= 100

@@ -71,6 +71,16 @@ def test_request_resources_names_tables_arns_and_paths():
     assert {"Messages", "Fn", "abc", "@connections"} <= set(found)
 
 
+def test_a_rule_on_a_function_name_meets_an_invoke_by_arn():
+    # The Lambda Invoke API names the function in its path, as a Step Functions task gives it.
+    url = "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A1%3Afunction%3AVerifyTokenFunction%3Alive/invocations"
+    injector = FaultInjector()
+    injector.add({"service": "lambda", "resource": "VerifyTokenFunction", "error": "ServiceException"})
+    assert injector.decide("lambda", "Invoke", request_resources(b"{}", url), always, 0) is not None
+    other = url.replace("VerifyTokenFunction", "ConnectFunction")
+    assert injector.decide("lambda", "Invoke", request_resources(b"{}", other), always, 0) is None
+
+
 def test_rules_load_from_yaml(tmp_path: Path):
     path = tmp_path / "faults.yaml"
     path.write_text("faults:\n  - service: dynamodb\n    throttle: true\n    count: 2\n", encoding="utf-8")

@@ -136,3 +136,33 @@ def test_concurrent_functions_keep_their_own_lines() -> None:
 
     for name in ("A", "B"):
         assert [line for function, line, _ in kept.lines if function == name] == [f"{name} {n}" for n in range(200)]
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJob3N0LTEifQ.c2lnbmF0dXJl"
+
+
+def test_a_container_s_line_reaches_the_sinks_as_an_in_process_one_would(tmp_path: Path) -> None:
+    terminal, kept = io.StringIO(), Kept()
+    line = '{"level": "INFO", "message": "token verified", "correlation_id": "c-1"}'
+    with redirect_stdout(terminal), logs.listening(logs.Sink(kept.keep)):
+        logs.emit("VerifyTokenFunction", line)
+        logs.emit("VerifyTokenFunction", "  ")
+    assert kept.lines == [("VerifyTokenFunction", line, "PRINT")]
+    assert terminal.getvalue() == line + "\n"
+    with redirect_stdout(terminal), logs.to_files(tmp_path) as directory:
+        logs.emit("VerifyTokenFunction", line)
+    assert json.loads(logs.log_file("VerifyTokenFunction", directory).read_text(encoding="utf-8")) == json.loads(line)
+    assert terminal.getvalue() == line + "\n", "--logs files: not on the terminal"
+
+
+def test_no_token_reaches_a_sink_or_the_terminal() -> None:
+    terminal, kept = io.StringIO(), Kept()
+    with redirect_stdout(terminal), logs.listening(logs.Sink(kept.keep)):
+        logs.emit("ConnectFunction", f'{{"message": "headers", "authorization": "Bearer {JWT}"}}')
+        with logs.running("ConnectFunction"):
+            print(f"token={JWT}")
+    kept_text = json.dumps(kept.lines)
+    assert JWT not in kept_text
+    assert kept_text.count("[REDACTED]") == 2
+    assert "Bearer" not in terminal.getvalue().split("\n")[0]
+    assert logs.redact("no secret here: eyJ alone, bearer") == "no secret here: eyJ alone, bearer"
