@@ -660,6 +660,19 @@ class WebSocketGateway:
 
     # -- every close runs $disconnect ---------------------------------------------------------
     async def _closed(self, connection: ServerConnection, live: _Live) -> None:
+        # Pending before it leaves the open set: a thread waiting for "none open and none
+        # pending" (LiveStack.close_all) runs between any two bytecodes of this one, and read
+        # neither while $disconnect had not started (its access log line came after the wait).
+        settled: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._disconnects.add(settled)
+        try:
+            await self._disconnect(connection, live)
+        finally:
+            self._disconnects.discard(settled)
+            settled.set_result(None)
+            self.on_disconnected(live.connection_id)
+
+    async def _disconnect(self, connection: ServerConnection, live: _Live) -> None:
         self._live.pop(live.connection_id, None)
         self.runtime.connections.disconnect(live.connection_id)
         if live.server_close is not None:
@@ -668,7 +681,6 @@ class WebSocketGateway:
             code = connection.close_code if connection.close_code is not None else 1006
             reason = connection.close_reason or ""
         if "$disconnect" not in self.spec.routes:
-            self.on_disconnected(live.connection_id)
             return
         event = {
             "headers": {"Host": self.domain, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""},
@@ -684,14 +696,8 @@ class WebSocketGateway:
             "isBase64Encoded": False,
         }
         notes: dict[str, Any] = {}
-        task = asyncio.ensure_future(self._integrate("$disconnect", event, notes))
-        self._disconnects.add(task)
-        try:
-            outcome, _ = await task
-            self._log(event, 200 if outcome == "ok" else 500 if outcome == "error" else 504, None, notes)
-        finally:
-            self._disconnects.discard(task)
-            self.on_disconnected(live.connection_id)
+        outcome, _ = await self._integrate("$disconnect", event, notes)
+        self._log(event, 200 if outcome == "ok" else 500 if outcome == "error" else 504, None, notes)
 
     # -- idle and maximum duration ---------------------------------------------------------------
     async def _sweep(self) -> None:
