@@ -114,6 +114,7 @@ class Provisioner:
             queue.last_purged_at = None
         for state_machine in self._stack.executions.backend().state_machines:
             state_machine.executions.clear()
+        self._create_log_groups()  # CloudWatch Logs was reset above: the groups, empty, as deployed
         if self._stack.enforce_iam:
             self._load_iam()
         for logical_id, spec in self._stack.template.functions.items():
@@ -159,6 +160,7 @@ class Provisioner:
         self._create_buckets()
         self._create_secrets()
         self._create_queues()
+        self._create_log_groups()
         self._create_roles()
         self._create_functions()
         self._create_state_machines()
@@ -336,6 +338,22 @@ class Provisioner:
             }
             name = logical_id + (".fifo" if attributes.get("FifoQueue") == "True" else "")
             sqs.create_queue(QueueName=name, Attributes=attributes)
+
+    def _create_log_groups(self) -> None:
+        """The template's log groups exist from deployment, empty: FilterLogEvents on an access
+        log no request has reached yet answers no events, not ResourceNotFoundException."""
+        logs = self._stack.client("logs")
+        resolver = self._stack.template.resolver()
+        for resource in self._stack.template.of_type("AWS::Logs::LogGroup").values():
+            props = resource.get("Properties") or {}
+            resolved = resolver.intrinsic_property_resolver(
+                {"name": props.get("LogGroupName"), "days": props.get("RetentionInDays")}, ignore_errors=True
+            )
+            if not isinstance(resolved.get("name"), str):
+                continue  # unnamed: CloudFormation would name it after the stack; nothing here writes to it
+            logs.create_log_group(logGroupName=resolved["name"])
+            if resolved.get("days") is not None:
+                logs.put_retention_policy(logGroupName=resolved["name"], retentionInDays=int(resolved["days"]))
 
     def _create_functions(self) -> None:
         lam = self._stack.client("lambda")

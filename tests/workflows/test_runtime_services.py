@@ -211,3 +211,21 @@ def test_AnInitFailureIsTheInvocationsAnswer(runtime_factory, tmp_path):
     invocation = runtime.invoke("ItemFunction", {})
     assert invocation.error_type == "Runtime.HandlerNotFound"
     assert "no_such_handler" in (invocation.error_message or "")
+
+
+def test_TheTemplatesLogGroupsExistEmptyFromTheStartAndAfterAWarmRestart():
+    """Deployed log groups are there before anything writes: FilterLogEvents on an access log
+    no request reached yet answers no events (it answered ResourceNotFoundException)."""
+    from pathlib import Path
+
+    from local_runtime import LocalRuntime
+
+    template = Path(__file__).resolve().parents[2] / "template.yaml"
+    for _ in ("cold", "warm"):
+        with LocalRuntime(template, parameters={"LogRetentionDays": "7"}) as runtime:
+            logs = runtime.client("logs")
+            groups = {g["logGroupName"]: g for g in logs.describe_log_groups()["logGroups"]}
+            access = "/aws/apigateway/breakwater-local-sessions-access"
+            assert groups[access]["retentionInDays"] == 7
+            assert "/aws/vendedlogs/states/breakwater-local-DeliverMessage" in groups
+            assert logs.filter_log_events(logGroupName=access)["events"] == []
