@@ -12,10 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
-
 from resilience.clients import default_clients, translate_errors
-from resilience.errors import BreakwaterError
+from resilience.errors import BreakwaterError, ValidationError
+from resilience.inputs import validate_event
 from resilience.observability import current_correlation_id, default_observability, with_observability
 
 _SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "schema.json").read_text(encoding="utf-8"))
@@ -34,8 +33,8 @@ def cleanup_input(event: dict[str, Any], correlation_id: str) -> dict[str, str]:
 @with_observability
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
-        validate(event=event, schema=_SCHEMA)
-    except SchemaValidationError:
+        validate_event(event, _SCHEMA, "$disconnect event")  # compiled once per container
+    except ValidationError:
         _logger.warning("not a $disconnect event; ignored")
         return {"statusCode": 400}
     correlation_id = current_correlation_id() or event["requestContext"]["requestId"]
