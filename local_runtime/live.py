@@ -39,6 +39,7 @@ from local_runtime.gateway import GatewayLimits, WebSocketGateway
 from local_runtime.http_api import HttpApiServer
 from local_runtime.leftovers import CONTAINERS_DIR
 from local_runtime.runtime import LocalRuntime
+from local_runtime.seams import forget_finished_threads
 
 __all__ = ["UP_FILE", "LiveStack", "fault_rule_json", "wait_until"]
 
@@ -224,6 +225,7 @@ class LiveStack:
         with self.runtime.clock.main_timeline():
             while not self._stop_ticking.is_set():
                 real_sleep(self._tick)
+                forget_finished_threads()
                 with self._clock_lock:
                     real_then, virtual_then = self._anchor
                     target = virtual_then + (real_monotonic() - real_then) * self._speed

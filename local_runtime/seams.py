@@ -130,6 +130,7 @@ SEAMS += (
     ),
     ("moto.stepfunctions.parser.asl.utils.json_path", "extract_json"),
     ("moto.stepfunctions.parser.models", "Execution"),
+    ("moto.stepfunctions.parser.utils", "TMP_THREADS"),
     ("moto.stepfunctions.models", "StateMachine._handle_name_input_idempotency"),
     ("moto.stepfunctions.models", "StepFunctionBackend.list_executions"),
     ("moto.stepfunctions.parser.asl.component.state.choice.state_choice", "StateChoice._eval_state"),
@@ -345,6 +346,19 @@ def _install_stubber() -> None:
         return original(self, event_name, request, **kwargs)
 
     BotocoreStubber.__call__ = stubber_call  # type: ignore[method-assign]
+
+
+def forget_finished_threads() -> int:
+    """moto's interpreter appends every worker thread it starts (a program, each Map
+    iteration, each Parallel branch) to ``TMP_THREADS`` and nothing ever removes or reads
+    one: a ``bw up`` running for hours kept every finished thread. Returns how many it let go.
+    A thread appended while this runs may be dropped from the list too: harmless, nothing
+    reads it."""
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    before = len(TMP_THREADS)
+    TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
+    return before - len(TMP_THREADS)
 
 
 # -- Express executions, as AWS starts and lists them ---------------------------------

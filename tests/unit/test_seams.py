@@ -184,3 +184,17 @@ def test_every_attribute_type_comes_back_from_dynamodb_as_written():
             )
             assert page["Count"] == 1
             assert page["Items"][0]["m"] == item["m"]
+
+
+def test_finished_interpreter_threads_are_let_go(runtime_factory):
+    """moto lists every worker thread it starts and never drops one: a long ``bw up`` (whose
+    ticker calls this every tick) would keep each finished Map iteration's thread."""
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    from local_runtime.seams import forget_finished_threads
+
+    runtime = runtime_factory()
+    assert runtime.run("MapFlow", {"items": [{"id": 1}, {"id": 2}]}).status == "SUCCEEDED"
+
+    assert forget_finished_threads() >= 3  # the program and two iterations
+    assert all(thread.is_alive() for thread in TMP_THREADS)
