@@ -115,6 +115,12 @@ class VirtualClock:
     def now_datetime(self) -> datetime:
         return datetime.fromtimestamp(self.now(), tz=UTC)
 
+    def present(self) -> float:
+        """The main timeline's present, whichever thread asks: for servers' request threads
+        (``bw up``'s HTTP API), whose own timelines stop where they were started."""
+        with self._lock:
+            return max(self._root.now, self._root.joined)
+
     def monotonic(self) -> float:
         return self.now() - self._started_at
 

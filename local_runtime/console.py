@@ -48,11 +48,11 @@ METRICS_KEPT = 500
 EXECUTIONS_LISTED = 100
 
 
-def breaker(name: str, store: Any) -> Any:
+def breaker(name: str, store: Any, clock: Callable[[], float] | None = None) -> Any:
     """A breaker with its own policy (window, thresholds), so stats read as it acts."""
     from resilience.breaker import CircuitBreaker, policy_for
 
-    return CircuitBreaker(name, store, policy_for(name))
+    return CircuitBreaker(name, store, policy_for(name), clock=clock)
 
 
 class RecentOutput:
@@ -159,7 +159,9 @@ class Console:
 
     # -- what the page shows --------------------------------------------------------------
     def _now(self) -> float:
-        return float(self.runtime.clock.now())
+        # The stack's present: each page request runs on a thread whose own timeline stopped
+        # where the console's server thread did (a breaker forced open here was opened at start).
+        return float(self.runtime.clock.present())
 
     def _executions(self) -> list[Any]:
         backend = self.runtime.executions.backend()
@@ -234,10 +236,10 @@ class Console:
 
     def breakers(self) -> list[dict[str, Any]]:
         store = self._store()
-        return [breaker(name, store).stats().to_dict() for name in sorted(store.names())]
+        return [breaker(name, store, self._now).stats().to_dict() for name in sorted(store.names())]
 
     def breaker_action(self, name: str, action: str) -> dict[str, Any]:
-        subject = breaker(name, self._store())
+        subject = breaker(name, self._store(), self._now)
         if action == "reset":
             subject.reset()
         elif action == "force-open":

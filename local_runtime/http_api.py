@@ -114,7 +114,9 @@ class HttpApiServer:
         self.runtime = runtime
         self.routes, self.stages = http_routes(runtime.template)
         self.edges = http_stages(runtime.template)
-        clock = runtime.clock.now
+        # The stack's present: each request runs on a thread of its own, whose timeline stops
+        # where its server thread's did (throttle buckets never refilled, log lines lagged).
+        clock = runtime.clock.present
         self.throttles = {api: StageThrottle(edge.throttle, clock) for api, edge in self.edges.items()}
         self.access_logs = {
             api: AccessLog(edge.access_log, runtime.region, ACCOUNT_ID, f"{api.lower()}_{edge.name}", clock)

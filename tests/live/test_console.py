@@ -203,6 +203,23 @@ def test_force_open_then_reset_a_breaker(stack: LiveStack) -> None:
     assert breaker_state(stack, BREAKER) == ("CLOSED", False)
 
 
+def test_a_breaker_forced_open_from_the_console_opens_at_the_stack_s_present(stack: LiveStack) -> None:
+    """The page's requests run on threads of their own: the breaker reads the stack's clock,
+    not the timeline the console's server thread stopped at when the stack started."""
+    from datetime import datetime
+
+    stack.advance(3600)
+
+    opened = post(stack, f"/api/breakers/{BREAKER}/force-open")
+    try:
+        at = datetime.fromisoformat(opened["openedAt"].replace("Z", "+00:00")).timestamp()
+        with stack.runtime.clock.main_timeline():
+            now = stack.runtime.clock.now()
+        assert now - 5 <= at <= now
+    finally:
+        post(stack, f"/api/breakers/{BREAKER}/reset")
+
+
 def test_connections_and_outbox(stack: LiveStack) -> None:
     clients = Clients(stack)
 

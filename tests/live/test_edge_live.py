@@ -139,6 +139,18 @@ def test_the_health_api_answers_429_past_its_burst(stack: LiveStack) -> None:
     assert get(stack, "/prod/health/details")[0] == 403  # another route: its own bucket
 
 
+def test_the_health_api_bucket_refills_as_the_stack_clock_moves(stack: LiveStack) -> None:
+    """Each request runs on a thread of its own: the bucket reads the stack's present, not the
+    timeline its server thread stopped at (it never refilled, and log lines kept the start time)."""
+    assert [get(stack, "/health")[0] for _ in range(4)][-1] == 429
+
+    stack.advance(150)  # 0.01 tokens/s: one and a half tokens
+
+    assert get(stack, "/health")[0] == 200
+    (last,) = log_lines(stack, HEALTH_LOG)[-1:]
+    assert last["status"] == "200"
+
+
 # -- /health public, details behind IAM -------------------------------------------------------------------
 def test_public_health_answers_only_the_status(stack: LiveStack) -> None:
     status, body = get(stack, "/prod/health")
