@@ -333,9 +333,7 @@ def _control_handler(stack: LiveStack) -> type[BaseHTTPRequestHandler]:
                     if "advance" in body:
                         stack.advance(float(body["advance"]))
                     # The stack's present: this request's own thread has a timeline of its own.
-                    with stack.runtime.clock.main_timeline():
-                        now = stack.runtime.clock.now()
-                    self._reply(200, {"speed": stack.speed, "now": now})
+                    self._reply(200, {"speed": stack.speed, "now": stack.runtime.clock.present()})
                 else:
                     self._reply(404, {"message": "Not Found"})
             except (ValueError, TypeError, KeyError) as exc:
