@@ -244,10 +244,7 @@ def _hung_up_within(environ: Mapping[str, Any], seconds: float) -> bool:
         except OSError:
             gone = True
         if gone:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _hang_up(connection)
             return True
     return False
 
@@ -255,15 +252,20 @@ def _hung_up_within(environ: Mapping[str, Any], seconds: float) -> bool:
 def _hold_until_hung_up(environ: Mapping[str, Any], latency: float) -> None:
     """An answer that never reaches its caller: held until the caller gives up (its read
     timeout: botocore's ``ReadTimeoutError``), or dropped unanswered after a while."""
-    import socket
-
     if not _hung_up_within(environ, max(latency, _ANSWER_LOST_HOLD)):
         connection = environ.get("werkzeug.socket")
-        try:
-            if connection is not None:
-                connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        if connection is not None:
+            _hang_up(connection)
+
+
+def _hang_up(connection: Any) -> None:
+    """Drop the caller's connection (both ways); already gone is fine."""
+    import socket
+
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _respond(start_response: Callable[..., Any], status: int, headers: Mapping[str, str], text: str) -> Iterable[bytes]:

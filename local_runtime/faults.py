@@ -274,7 +274,7 @@ def request_resources(body: bytes | str | None, url: str) -> list[str]:
                 # task gives it: a rule on the function's name meets it too (a version or alias
                 # qualifier left aside).
                 arn = part.split(":")
-                if len(arn) >= 7 and arn[:2] == ["arn", arn[1]] and arn[5] == "function":
+                if len(arn) >= 7 and arn[0] == "arn" and arn[5] == "function":
                     found.append(arn[6])
                 else:
                     found.append(part.rsplit(":", 1)[-1])

@@ -231,6 +231,7 @@ class ContainerLog:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             started = _START.match(line)
             ended = _END.match(line)
+            platform = _PLATFORM_LINE.match(line) is not None
             with self._changed:
                 if started is not None:
                     self._current = (started[1], [])
@@ -242,9 +243,9 @@ class ContainerLog:
                     else:
                         self._done.append(current)
                     self._changed.notify_all()
-                elif self._current is not None and not _PLATFORM_LINE.match(line):
+                elif self._current is not None and not platform:
                     self._current[1].append(line)
-            if not _PLATFORM_LINE.match(line):
+            if not platform:
                 logs.emit(self.function, line, kind)
         stream.close()
 
