@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from local_runtime.user_cache import cache_dir
+
 __all__ = ["CHECKOUT", "cached_code_path", "install"]
 
 #: The checkout: local_runtime/, layers/, functions/, tests/, bench/.
@@ -31,8 +33,7 @@ _installed = False
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("BW_BUILD_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "breakwater" / "bytecode" / (sys.implementation.cache_tag or "python")
+    return cache_dir("bytecode") / (sys.implementation.cache_tag or "python")
 
 
 def cached_code_path(source: str) -> Path:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from local_runtime.template import cache_dir
+from local_runtime.user_cache import cache_dir
 
 __all__ = [
     "AccessRequest",

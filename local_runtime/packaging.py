@@ -39,7 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from local_runtime.template import cache_dir
+from local_runtime.user_cache import cache_dir
 
 __all__ = [
     "LAMBDA_RUNTIME_MODULES",

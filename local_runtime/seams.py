@@ -1086,7 +1086,7 @@ def _install_validation_memo() -> None:
     """CreateStateMachine validates the definition with the same ANTLR parse (a stack's four
     definitions: about 2 s of a start). The parse is a pure function of the definition text
     and the code that parses it, so a definition that parsed once is recorded on disk
-    (:func:`~local_runtime.template.cache_dir`, keyed by the text, moto's version, Python's
+    (:func:`~local_runtime.user_cache.cache_dir`, keyed by the text, moto's version, Python's
     and this module) and a later start skips only that repeat. A definition that fails is
     never recorded: it fails on every start exactly as before, and an execution still
     parses its definition (once per process, :func:`_install_parse_cache`)."""
@@ -1120,7 +1120,7 @@ def _validation_salt() -> bytes:
 
 
 def _validated_marker(definition: str) -> Path:
-    from local_runtime.template import cache_dir
+    from local_runtime.user_cache import cache_dir
 
     digest = hashlib.sha256(_validation_salt() + b"\0" + definition.encode()).hexdigest()[:32]
     return cache_dir("asl-valid") / digest

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from local_runtime.models import FunctionSpec
+from local_runtime.user_cache import cache_dir
 
 __all__ = ["LocalTemplate", "ScheduleSpec", "StateMachineSpec", "TemplateError"]
 
@@ -239,12 +240,6 @@ class LocalTemplate:
 
 
 _LOADED: dict[tuple[Any, ...], tuple[bytes, list[tuple[Path, tuple[int, int]]]]] = {}
-
-
-def cache_dir(kind: str) -> Path:
-    """Where the runtime keeps what it derives from files and can derive again (shared by checkouts)."""
-    base = os.environ.get("BW_BUILD_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "breakwater" / kind
 
 
 def _disk_key(key: tuple[Any, ...]) -> Path:
